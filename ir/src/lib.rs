@@ -1,0 +1,21 @@
+//! archc's graph IR: a closed set of tensor ops over static NCHW shapes, the RON network
+//! language that builds graphs, shape inference, verification, cost metrics and printing.
+#![warn(missing_docs)]
+
+mod error;
+pub mod front;
+mod graph;
+mod infer;
+pub mod metrics;
+mod op;
+pub mod print;
+mod shape;
+mod verify;
+
+pub use error::{Error, Location, Result};
+pub use front::{BuildOptions, from_ron_file, from_ron_str};
+pub use graph::{Graph, Node, NodeId, Value};
+pub use infer::infer;
+pub use op::{Conv, Float, Op, ParamSpec, Pool};
+pub use shape::Shape;
+pub use verify::verify;

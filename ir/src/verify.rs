@@ -1,0 +1,74 @@
+//! `verify`: the invariants every graph keeps, before and after every pass.
+
+use std::collections::BTreeMap;
+
+use crate::{Error, Graph, NodeId, Op, Result, infer};
+
+/// Checks that `graph` is a well-formed network:
+/// - it is acyclic and has at least one input and one output;
+/// - every node has as many operands as its op takes, in slots `0..n`, each reading an
+///   existing output of its source;
+/// - every node's stored output shapes are what shape inference gives for its operands;
+/// - names of nodes with parameters are unique (parameters are keyed by them).
+pub fn verify(graph: &Graph) -> Result<()> {
+    let fail = |id: NodeId, message: String| {
+        let node = graph.node(id);
+        Error::Verify { node: node.name.clone(), location: node.location.clone(), message }
+    };
+    let order = graph.topo_order().map_err(|id| fail(id, "the node is on a cycle".to_string()))?;
+    let Some(&first) = order.first() else {
+        return Err(Error::Verify {
+            node: graph.name().to_string(),
+            location: None,
+            message: "the graph is empty".into(),
+        });
+    };
+    if graph.inputs().is_empty() || graph.outputs().is_empty() {
+        return Err(fail(first, "the graph needs at least one input and one output".to_string()));
+    }
+    let mut param_owners: BTreeMap<&str, NodeId> = BTreeMap::new();
+    for &id in &order {
+        let node = graph.node(id);
+        let slots = graph.operand_slots(id);
+        if slots.iter().enumerate().any(|(i, &s)| i != s) {
+            return Err(fail(id, format!("operand slots {slots:?} are not 0..{}", slots.len())));
+        }
+        let operands = graph.operands(id);
+        for v in &operands {
+            if v.port >= graph.node(v.node).outputs.len() {
+                return Err(fail(
+                    id,
+                    format!("reads output {} of `{}`, which has fewer", v.port, graph.node(v.node).name),
+                ));
+            }
+        }
+        if node.op == Op::Input {
+            if !operands.is_empty() || node.outputs.len() != 1 {
+                return Err(fail(id, "an input has no operands and one output".to_string()));
+            }
+            continue;
+        }
+        let shapes: Vec<_> = operands.iter().map(|&v| graph.shape(v)).collect();
+        let inferred = infer(&node.op, &shapes).map_err(|m| fail(id, m))?;
+        if inferred != node.outputs {
+            return Err(fail(
+                id,
+                format!("stored output shapes {:?} differ from inferred {:?}", node.outputs, inferred),
+            ));
+        }
+        if !node.op.params(shapes[0]).is_empty()
+            && let Some(other) = param_owners.insert(&node.name, id)
+        {
+            return Err(fail(
+                id,
+                format!("its name is also used by another node with parameters ({other:?})"),
+            ));
+        }
+    }
+    for v in graph.outputs() {
+        if v.port >= graph.node(v.node).outputs.len() {
+            return Err(fail(v.node, format!("graph output reads missing output {}", v.port)));
+        }
+    }
+    Ok(())
+}

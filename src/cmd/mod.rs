@@ -1,0 +1,77 @@
+//! One module per subcommand, and what they share: reading a network from the flags.
+
+pub mod check;
+pub mod graph;
+pub mod zoo;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// Flags that choose how a network file is instantiated.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NetworkArgs {
+    /// The network file (RON).
+    pub network: PathBuf,
+    /// Batch size of the input.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub batch: u32,
+    /// Replace a network parameter: `--set width=0.5` (repeatable).
+    #[arg(long = "set", value_name = "NAME=EXPR", value_parser = parse_override)]
+    pub overrides: Vec<(String, String)>,
+}
+
+fn parse_override(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NAME=EXPR, got `{s}`"))?;
+    if k.trim().is_empty() || v.trim().is_empty() {
+        return Err(format!("expected NAME=EXPR, got `{s}`"));
+    }
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+impl NetworkArgs {
+    /// Reads, builds and verifies the network.
+    pub fn build(&self) -> anyhow::Result<ir::Graph> {
+        let options = ir::BuildOptions { batch: self.batch as usize, overrides: self.overrides.clone() };
+        let graph = ir::from_ron_file(&self.network, &options)?;
+        ir::verify(&graph).with_context(|| format!("verifying {}", self.network.display()))?;
+        Ok(graph)
+    }
+}
+
+/// Exit status for an error: 2 for bad input (files, flags, networks), 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<ir::Error>()) { 2 } else { 1 }
+}
+
+/// Formats an integer with thousands separators (`1,366,792`), as the paper's tables read.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_366_792), "1,366,792");
+    }
+
+    #[test]
+    fn overrides_need_a_name_and_a_value() {
+        assert_eq!(parse_override("width = 0.5"), Ok(("width".into(), "0.5".into())));
+        assert!(parse_override("width").is_err());
+        assert!(parse_override("=3").is_err());
+    }
+}

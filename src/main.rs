@@ -1,0 +1,44 @@
+//! `archc`: the command line over the archc libraries. The only code that prints.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Architecture exploration and model compilation for efficient CNNs.
+#[derive(Parser)]
+#[command(name = "archc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a network, check its shapes, and print per-layer costs and totals.
+    Check(cmd::check::Args),
+    /// Print a network's graph as text IR or Graphviz DOT.
+    Graph(cmd::graph::Args),
+    /// Check every network of the zoo and list them with their totals.
+    Zoo(cmd::zoo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => cmd::check::run(&args),
+        Command::Graph(args) => cmd::graph::run(&args),
+        Command::Zoo(args) => cmd::zoo::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(cmd::exit_code(&e))
+        }
+    }
+}
