@@ -178,6 +178,15 @@ impl Graph {
         Ok(order)
     }
 
+    /// Removes a node and its edges. Panics if another node still reads it, or if it is an
+    /// input or produces a graph output: removing those would break the graph.
+    pub fn remove(&mut self, id: NodeId) {
+        assert!(self.users(id).is_empty(), "removing `{}`, which is still read", self.node(id).name);
+        assert!(!self.inputs.contains(&id), "removing input `{}`", self.node(id).name);
+        assert!(self.outputs.iter().all(|v| v.node != id), "removing output `{}`", self.node(id).name);
+        self.inner.remove_node(id.0);
+    }
+
     /// All node ids, in creation order.
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.inner.node_indices().map(NodeId)

@@ -288,7 +288,7 @@ mod tests {
         };
         let key = |k: &str| Seg::Key(k.to_string());
         assert_eq!(at(&[key("name")]), (2, 9));
-        assert_eq!(at(&[key("params"), key("c"), Seg::Index(1)]), (3, 22));
+        assert_eq!(at(&[key("params"), key("c"), Seg::Index(1)]), (3, 21));
         assert_eq!(at(&[key("body"), Seg::Index(1)]), (6, 5));
         assert_eq!(at(&[key("body"), Seg::Index(1), key("out")]), (6, 15));
         // A missing step falls back to the deepest ancestor.
