@@ -52,6 +52,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let graph = match graph {
             Ok(g) => g,
             Err(e) => {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("error: {e}");
+                }
                 failures.push(e);
                 continue;
             }
@@ -72,8 +76,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         )?;
     }
     writeln!(out, "\n{} networks checked, {} failed", files.len(), failures.len())?;
+    let n_failed = failures.len();
     match failures.into_iter().next() {
-        Some(first) => Err(first).context("a zoo network does not build"),
+        Some(first) => Err(first).context(format!("{n_failed} zoo network(s) do not build; the first")),
         None => Ok(()),
     }
 }
