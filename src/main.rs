@@ -1,6 +1,7 @@
 //! `archc`: the command line over the archc libraries. The only code that prints.
 
 mod cmd;
+mod npy;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Print a network's graph as text IR or Graphviz DOT.
     Graph(cmd::graph::Args),
+    /// Run a network on an input array and write its output array.
+    Run(cmd::run::Args),
     /// Check every network of the zoo and list them with their totals.
     Zoo(cmd::zoo::Args),
 }
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(&args),
         Command::Graph(args) => cmd::graph::run(&args),
+        Command::Run(args) => cmd::run::run(&args),
         Command::Zoo(args) => cmd::zoo::run(&args),
     };
     match result {

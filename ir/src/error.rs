@@ -52,6 +52,23 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A weights file is malformed or does not fit the network: a tensor is missing, extra,
+    /// mis-shaped, of an unsupported dtype, or holds NaN or infinity.
+    #[error("{file}: {}{message}", tensor_prefix(tensor))]
+    Weights {
+        /// The weights file.
+        file: String,
+        /// The tensor's name (empty when the file as a whole is unreadable).
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An input tensor does not fit the network (wrong count, shape or dtype).
+    #[error("{message}")]
+    Input {
+        /// What is wrong.
+        message: String,
+    },
     /// A file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -64,6 +81,10 @@ pub enum Error {
 
 fn prefix(location: &Option<Location>) -> String {
     location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default()
+}
+
+fn tensor_prefix(tensor: &str) -> String {
+    if tensor.is_empty() { String::new() } else { format!("tensor `{tensor}`: ") }
 }
 
 /// The `ir` crate's result type.

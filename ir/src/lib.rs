@@ -3,14 +3,18 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod eval;
 pub mod front;
 mod graph;
 mod infer;
 pub mod metrics;
 mod op;
 pub mod print;
+mod seeded;
 mod shape;
+mod tensor;
 mod verify;
+pub mod weights;
 
 pub use error::{Error, Location, Result};
 pub use front::{BuildOptions, from_ron_file, from_ron_str};
@@ -18,4 +22,6 @@ pub use graph::{Graph, Node, NodeId, Value};
 pub use infer::infer;
 pub use op::{Conv, Float, Op, ParamSpec, Pool};
 pub use shape::Shape;
+pub use tensor::Tensor;
 pub use verify::verify;
+pub use weights::Weights;

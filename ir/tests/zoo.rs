@@ -102,11 +102,26 @@ fn names_follow_torchvision_state_dict_keys() {
         g.node_ids().map(|id| g.node(id).name.clone()).collect()
     };
     let shufflenet = names("shufflenet_v2_x1_0.ron");
-    for key in ["conv1.0", "conv1.1", "stage2.0.branch1.0", "stage2.0.branch1.4", "stage4.3.branch2.7", "conv5.1", "fc"] {
+    for key in [
+        "conv1.0",
+        "conv1.1",
+        "stage2.0.branch1.0",
+        "stage2.0.branch1.4",
+        "stage4.3.branch2.7",
+        "conv5.1",
+        "fc",
+    ] {
         assert!(shufflenet.iter().any(|n| n == key), "shufflenet_v2_x1_0 lacks {key}");
     }
     let mobilenet = names("mobilenet_v2.ron");
-    for key in ["features.0.0", "features.1.conv.0.0", "features.1.conv.1", "features.2.conv.0.1", "features.18.1", "classifier.1"] {
+    for key in [
+        "features.0.0",
+        "features.1.conv.0.0",
+        "features.1.conv.1",
+        "features.2.conv.0.1",
+        "features.18.1",
+        "classifier.1",
+    ] {
         assert!(mobilenet.iter().any(|n| n == key), "mobilenet_v2 lacks {key}");
     }
     let resnet = names("resnet50.ron");
@@ -132,4 +147,51 @@ fn printed_ir_of_every_zoo_network() {
         let graph = ir::from_ron_file(path, &ir::BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         insta::assert_snapshot!(ir::print::to_text(&graph));
     });
+}
+
+#[test]
+fn every_zoo_network_runs_in_eval_with_seeded_weights() {
+    // Small inputs keep the reference interpreter fast; the structure is the same.
+    for entry in glob_ron(&zoo()) {
+        let relative = entry.strip_prefix(zoo()).unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&entry).unwrap();
+        // ImageNet networks need 32 pixels to keep a pixel after five stride-2 stages; the
+        // guideline blocks never downsample.
+        let small: &[(&str, &str)] = if text.contains("\"resolution\": 56") {
+            &[("resolution", "8")]
+        } else if text.contains("\"resolution\"") {
+            &[("resolution", "32")]
+        } else {
+            &[]
+        };
+        let options = ir::BuildOptions {
+            batch: 2,
+            overrides: small.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let graph = ir::from_ron_file(&entry, &options).unwrap_or_else(|e| panic!("{e}"));
+        let weights = ir::Weights::seeded(&graph, 7);
+        let input_shape = graph.node(graph.inputs()[0]).outputs[0].dims().to_vec();
+        let n: usize = input_shape.iter().product();
+        let input = ir::Tensor::new(&input_shape, (0..n).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect());
+        let out = ir::eval::eval(&graph, &weights, &[input]).unwrap();
+        let expected = graph.shape(graph.outputs()[0]).dims();
+        assert_eq!(out[0].shape, expected, "{relative}");
+        assert!(out[0].data.iter().all(|x| x.is_finite()), "{relative}");
+        assert!(out[0].data.iter().any(|&x| x != 0.0), "{relative}: all zeros");
+    }
+}
+
+/// Every `*.ron` under `dir`, sorted.
+fn glob_ron(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(glob_ron(&path));
+        } else if path.extension().is_some_and(|e| e == "ron") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
 }

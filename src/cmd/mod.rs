@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod graph;
+pub mod run;
 pub mod zoo;
 
 use std::path::PathBuf;
@@ -32,16 +33,33 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
 impl NetworkArgs {
     /// Reads, builds and verifies the network.
     pub fn build(&self) -> anyhow::Result<ir::Graph> {
-        let options = ir::BuildOptions { batch: self.batch as usize, overrides: self.overrides.clone() };
+        self.build_with_batch(self.batch as usize)
+    }
+
+    /// Like `build`, with the batch size given instead of taken from `--batch`.
+    pub fn build_with_batch(&self, batch: usize) -> anyhow::Result<ir::Graph> {
+        let options = ir::BuildOptions { batch, overrides: self.overrides.clone() };
         let graph = ir::from_ron_file(&self.network, &options)?;
         ir::verify(&graph).with_context(|| format!("verifying {}", self.network.display()))?;
         Ok(graph)
     }
 }
 
+/// Bad input found by the command line itself (an array file of the wrong kind, say).
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
 /// Exit status for an error: 2 for bad input (files, flags, networks), 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<ir::Error>()) { 2 } else { 1 }
+    if e.chain().any(|c| c.is::<ir::Error>() || c.is::<InputError>()) { 2 } else { 1 }
 }
 
 /// Formats an integer with thousands separators (`1,366,792`), as the paper's tables read.

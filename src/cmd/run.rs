@@ -1,0 +1,81 @@
+//! `archc run`: runs a network on an `.npy` input and writes its output as `.npy`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{InputError, NetworkArgs};
+
+/// Where the network runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Backend {
+    /// The reference interpreter, `ir::eval`: slow and obviously correct.
+    Interp,
+}
+
+/// Flags of `archc run`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// Weights (safetensors, PyTorch `state_dict` names); seeded initialization without.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Seed of the initialization when no weights are given.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Input array: f32, NCHW; its first axis is the batch size.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output array to write.
+    #[arg(long)]
+    output: PathBuf,
+    /// Also print the K highest-scoring classes of each batch item.
+    #[arg(long, value_name = "K")]
+    top: Option<usize>,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "interp")]
+    backend: Backend,
+}
+
+/// Runs `archc run`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let input = crate::npy::read(&args.input)?;
+    if input.shape.len() != 4 || input.shape[0] == 0 {
+        return Err(InputError(format!(
+            "{}: shape {:?} is not an NCHW batch",
+            args.input.display(),
+            input.shape
+        ))
+        .into());
+    }
+    let graph = args.network.build_with_batch(input.shape[0])?;
+    let weights = match &args.weights {
+        Some(path) => ir::Weights::load(&graph, path)?,
+        None => ir::Weights::seeded(&graph, args.seed),
+    };
+    let outputs = match args.backend {
+        Backend::Interp => ir::eval::eval(&graph, &weights, &[input])
+            .with_context(|| format!("running {} on {}", graph.name(), args.input.display()))?,
+    };
+    let output = &outputs[0];
+    crate::npy::write(&args.output, output)?;
+    if let Some(k) = args.top {
+        print_top(output, k)?;
+    }
+    Ok(())
+}
+
+/// Prints the `k` largest scores of each row of a `[n, classes]` output.
+fn print_top(output: &ir::Tensor, k: usize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let classes = output.numel() / output.shape[0];
+    for (item, row) in output.data.chunks(classes).enumerate() {
+        let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top: Vec<String> = ranked.iter().take(k).map(|(c, s)| format!("{c} ({s:.4})")).collect();
+        writeln!(out, "item {item}: {}", top.join(", "))?;
+    }
+    Ok(())
+}
