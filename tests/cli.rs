@@ -95,3 +95,126 @@ fn bad_input_exits_2_with_location() {
     let bad_flag = archc(&["check", "zoo/resnet18.ron", "--batch", "0"]);
     assert_eq!(bad_flag.status.code(), Some(2));
 }
+
+/// Writes an f32 `.npy` array the way numpy does.
+fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
+    use npyz::WriterBuilder;
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(file).begin_nd().unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn run_matches_torchvision_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("y.npy");
+    let fixture = "ir/tests/parity/shufflenet_v2_x0_5";
+    let res = archc(&[
+        "run",
+        "zoo/shufflenet_v2_x0_5.ron",
+        "--set",
+        "resolution=64",
+        "--set",
+        "classes=10",
+        "--weights",
+        &format!("{fixture}.safetensors"),
+        "--input",
+        &format!("{fixture}.input.npy"),
+        "--output",
+        out.to_str().unwrap(),
+        "--top",
+        "3",
+    ]);
+    assert!(res.status.success(), "{}", stderr(&res));
+    let read = |p: &Path| {
+        let bytes = std::fs::read(p).unwrap();
+        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<f32>().unwrap()
+    };
+    let (ours, torch) =
+        (read(&out), read(Path::new(&format!("{}/{fixture}.output.npy", env!("CARGO_MANIFEST_DIR")))));
+    let max_diff = ours.iter().zip(&torch).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let max_ref = torch.iter().map(|b| b.abs()).fold(0.0, f32::max);
+    assert!(max_diff / max_ref < 1e-4, "{max_diff} / {max_ref}");
+    let text = stdout(&res);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.starts_with("item 0: "), "{text}");
+}
+
+#[test]
+fn run_rejects_bad_inputs_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |input: &Path| {
+        let out = dir.path().join("y.npy");
+        let res = archc(&[
+            "run",
+            "zoo/mnist/shufflenet_v2_x0_5.ron",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!out.exists(), "no output is written on failure");
+        res
+    };
+    let wrong_shape = dir.path().join("wrong_shape.npy");
+    write_npy(&wrong_shape, &[1, 3, 28, 28], &vec![0.0; 3 * 28 * 28]);
+    let res = run(&wrong_shape);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(
+        stderr(&res).contains("input `input` must have shape [1, 1, 28, 28], got [1, 3, 28, 28]"),
+        "{}",
+        stderr(&res)
+    );
+
+    let not_nchw = dir.path().join("flat.npy");
+    write_npy(&not_nchw, &[784], &vec![0.0; 784]);
+    let res = run(&not_nchw);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(stderr(&res).contains("is not an NCHW batch"), "{}", stderr(&res));
+
+    let f64_file = dir.path().join("f64.npy");
+    {
+        use npyz::WriterBuilder;
+        let file = std::io::BufWriter::new(std::fs::File::create(&f64_file).unwrap());
+        let mut w =
+            npyz::WriteOptions::new().default_dtype().shape(&[1, 1, 28, 28]).writer(file).begin_nd().unwrap();
+        w.extend(std::iter::repeat_n(0.0f64, 784)).unwrap();
+        w.finish().unwrap();
+    }
+    let res = run(&f64_file);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(stderr(&res).contains("dtype is '<f8', expected float32"), "{}", stderr(&res));
+
+    let garbage = dir.path().join("garbage.npy");
+    std::fs::write(&garbage, b"not numpy").unwrap();
+    assert_eq!(run(&garbage).status.code(), Some(2));
+}
+
+#[test]
+fn run_batches_and_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("x.npy");
+    let data: Vec<f32> = (0..3 * 784).map(|i| (i % 17) as f32 / 17.0).collect();
+    write_npy(&input, &[3, 1, 28, 28], &data);
+    let run = |seed: &str, name: &str| {
+        let out = dir.path().join(name);
+        let res = archc(&[
+            "run",
+            "zoo/mnist/shufflenet_v2_x0_5.ron",
+            "--seed",
+            seed,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(res.status.success(), "{}", stderr(&res));
+        std::fs::read(out).unwrap()
+    };
+    let (a, b, c) = (run("1", "a.npy"), run("1", "b.npy"), run("2", "c.npy"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let npy = npyz::NpyFile::new(&a[..]).unwrap();
+    assert_eq!(npy.shape(), &[3, 10]);
+}
