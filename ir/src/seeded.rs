@@ -46,10 +46,10 @@ mod tests {
 
     #[test]
     fn fixed_values_on_every_machine() {
-        let mut r = Rng::new(0, "");
-        // SplitMix64's published first output for state 0xcbf29ce484222325 ^ 0.
-        let first = r.next_u64();
-        assert_eq!(first, Rng::new(0, "").next_u64());
+        // Computed independently (a Python transcription of SplitMix64 from FNV-1a's offset
+        // basis), so a change to the generator shows up here, not as drifting weights.
+        let first = Rng::new(0, "").next_u64();
+        assert_eq!(first, 0xc381_7c01_6ba4_ff30);
         assert_ne!(first, Rng::new(1, "").next_u64());
         assert_ne!(first, Rng::new(0, "x").next_u64());
     }
