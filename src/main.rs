@@ -21,6 +21,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Print a network's graph as text IR or Graphviz DOT.
     Graph(cmd::graph::Args),
+    /// Optimize a network and show the result: ops left, bytes moved, peak memory, rule statistics.
+    Opt(cmd::opt::Args),
     /// Run a network on an input array and write its output array.
     Run(cmd::run::Args),
     /// Check every network of the zoo and list them with their totals.
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(&args),
         Command::Graph(args) => cmd::graph::run(&args),
+        Command::Opt(args) => cmd::opt::run(&args),
         Command::Run(args) => cmd::run::run(&args),
         Command::Zoo(args) => cmd::zoo::run(&args),
     };
@@ -44,5 +47,15 @@ fn main() -> ExitCode {
             }
             ExitCode::from(cmd::exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -11,10 +11,13 @@ use crate::cmd::InputError;
 pub fn read(path: &Path) -> anyhow::Result<ir::Tensor> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| InputError(format!("{shown}: {e}")))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| InputError(format!("{shown}: not a .npy file: {e}")))?;
+    let npy =
+        npyz::NpyFile::new(&bytes[..]).map_err(|e| InputError(format!("{shown}: not a .npy file: {e}")))?;
     let dtype = npy.dtype();
     if dtype != npyz::DType::new_scalar("<f4".parse().expect("a valid type string")) {
-        return Err(InputError(format!("{shown}: dtype is {}, expected float32 ('<f4')", dtype.descr())).into());
+        return Err(
+            InputError(format!("{shown}: dtype is {}, expected float32 ('<f4')", dtype.descr())).into()
+        );
     }
     if npy.order() != npyz::Order::C {
         return Err(InputError(format!("{shown}: the array is in Fortran order; save it in C order")).into());

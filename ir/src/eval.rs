@@ -26,7 +26,11 @@ pub fn eval_all(graph: &Graph, weights: &Weights, inputs: &[Tensor]) -> Result<B
         let expected = graph.node(id).outputs[0].dims();
         if x.shape != expected {
             return Err(Error::Input {
-                message: format!("input `{}` must have shape {expected:?}, got {:?}", graph.node(id).name, x.shape),
+                message: format!(
+                    "input `{}` must have shape {expected:?}, got {:?}",
+                    graph.node(id).name,
+                    x.shape
+                ),
             });
         }
         values.insert(Value { node: id, port: 0 }, x.clone());
@@ -62,10 +66,13 @@ pub fn apply(op: &Op, x: &[&Tensor], p: &[&Tensor]) -> Vec<Tensor> {
         Op::Relu6 => one(map(&|v| v.clamp(0.0, 6.0))),
         Op::Hardswish => one(map(&|v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0)),
         Op::Sigmoid => one(map(&|v| 1.0 / (1.0 + (-v).exp()))),
-        Op::Add => one(Tensor::new(&x[0].shape, x[0].data.iter().zip(&x[1].data).map(|(a, b)| a + b).collect())),
+        Op::Add => {
+            one(Tensor::new(&x[0].shape, x[0].data.iter().zip(&x[1].data).map(|(a, b)| a + b).collect()))
+        }
         Op::Mul => one(mul(x[0], x[1])),
         Op::Concat => one(concat(x)),
         Op::Split { sizes } => split(x[0], sizes),
+        Op::Gather { channels } => one(gather(x[0], channels)),
         Op::ChannelShuffle { groups } => one(channel_shuffle(x[0], *groups)),
         Op::MaxPool(p) => one(pool(p, x[0], true)),
         Op::AvgPool(p) => one(pool(p, x[0], false)),
@@ -113,7 +120,8 @@ fn conv(c: &Conv, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
                                 continue;
                             }
                             for kx in 0..kw {
-                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.padding[1] as isize;
+                                let ix =
+                                    (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.padding[1] as isize;
                                 if ix < 0 || ix >= wd as isize {
                                     continue;
                                 }
@@ -185,6 +193,21 @@ fn split(x: &Tensor, sizes: &[usize]) -> Vec<Tensor> {
     parts
 }
 
+fn gather(x: &Tensor, channels: &[usize]) -> Tensor {
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let inner = x.numel() / (n * c);
+    let mut shape = x.shape.clone();
+    shape[1] = channels.len();
+    let mut data = Vec::with_capacity(n * channels.len() * inner);
+    for b in 0..n {
+        for &ch in channels {
+            let from = (b * c + ch) * inner;
+            data.extend_from_slice(&x.data[from..from + inner]);
+        }
+    }
+    Tensor::new(&shape, data)
+}
+
 fn channel_shuffle(x: &Tensor, groups: usize) -> Tensor {
     // view [n, g, c/g, ...] -> transpose(1, 2) -> flatten: output channel k*g + gi is input
     // channel gi*(c/g) + k.
@@ -237,7 +260,8 @@ fn pool(p: &Pool, x: &Tensor, max: bool) -> Tensor {
 fn global_avg_pool(x: &Tensor) -> Tensor {
     let (n, c) = (x.shape[0], x.shape[1]);
     let inner = x.numel() / (n * c);
-    let data = x.data.chunks(inner).map(|ch| (ch.iter().map(|&v| f64::from(v)).sum::<f64>() / inner as f64) as f32);
+    let data =
+        x.data.chunks(inner).map(|ch| (ch.iter().map(|&v| f64::from(v)).sum::<f64>() / inner as f64) as f32);
     Tensor::new(&[n, c, 1, 1], data.collect())
 }
 
@@ -280,7 +304,8 @@ fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
     let mut y = Tensor::zeros(&out_shape);
     for (i, v) in y.data.iter_mut().enumerate() {
         // Output coordinate along axis k is the input coordinate along axis full[k].
-        let src: usize = (0..out_shape.len()).map(|k| (i / out_strides[k]) % out_shape[k] * in_strides[full[k]]).sum();
+        let src: usize =
+            (0..out_shape.len()).map(|k| (i / out_strides[k]) % out_shape[k] * in_strides[full[k]]).sum();
         *v = x.data[src];
     }
     y
@@ -357,6 +382,8 @@ mod tests {
         let x = t(&[1, 6, 1, 1], &[0., 1., 2., 3., 4., 5.]);
         let y = &apply(&Op::ChannelShuffle { groups: 2 }, &[&x], &[])[0];
         assert_eq!(y.data, vec![0., 3., 1., 4., 2., 5.]);
+        let g = &apply(&Op::Gather { channels: vec![5, 0, 0] }, &[&x], &[])[0];
+        assert_eq!(g.data, vec![5., 0., 0.]);
         let parts = apply(&Op::Split { sizes: vec![2, 4] }, &[&x], &[]);
         assert_eq!(parts[1].data, vec![2., 3., 4., 5.]);
         assert_eq!(apply(&Op::Concat, &[&parts[0], &parts[1]], &[])[0], x);

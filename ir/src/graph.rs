@@ -30,6 +30,9 @@ pub struct Node {
     pub location: Option<Location>,
     /// The shape of each output.
     pub outputs: Vec<Shape>,
+    /// Whether the node is a fused epilogue: computed inside the kernel that produces its first
+    /// operand (an activation or residual add after a conv), so its input never reaches memory.
+    pub epilogue: bool,
 }
 
 /// Which output of the source feeds which operand of the target.
@@ -61,7 +64,7 @@ impl Graph {
 
     /// Adds an input of a fixed shape.
     pub fn add_input(&mut self, name: impl Into<String>, shape: Shape, location: Option<Location>) -> Value {
-        let node = Node { op: Op::Input, name: name.into(), location, outputs: vec![shape] };
+        let node = Node { op: Op::Input, name: name.into(), location, outputs: vec![shape], epilogue: false };
         let id = NodeId(self.inner.add_node(node));
         self.inputs.push(id);
         Value { node: id, port: 0 }
@@ -80,7 +83,7 @@ impl Graph {
         let shapes: Vec<&Shape> = operands.iter().map(|&v| self.shape(v)).collect();
         let outputs = infer(&op, &shapes)?;
         let n_out = outputs.len();
-        let id = self.inner.add_node(Node { op, name: name.into(), location, outputs });
+        let id = self.inner.add_node(Node { op, name: name.into(), location, outputs, epilogue: false });
         for (slot, v) in operands.iter().enumerate() {
             self.inner.add_edge(v.node.0, id, Edge { port: v.port, slot });
         }
@@ -176,6 +179,21 @@ impl Graph {
             return Err(NodeId(stuck.expect("some node is left on the cycle")));
         }
         Ok(order)
+    }
+
+    /// Marks or unmarks a node as a fused epilogue of its first operand's producer.
+    pub fn set_epilogue(&mut self, id: NodeId, epilogue: bool) {
+        self.inner[id.0].epilogue = epilogue;
+    }
+
+    /// Swaps the two operands of a commutative two-operand node (add, mul).
+    pub fn swap_operands(&mut self, id: NodeId) {
+        assert!(matches!(self.node(id).op, Op::Add | Op::Mul), "only add and mul commute");
+        let edges: Vec<_> = self.inner.edges_directed(id.0, Direction::Incoming).map(|e| e.id()).collect();
+        for e in edges {
+            let w = &mut self.inner[e];
+            w.slot = 1 - w.slot;
+        }
     }
 
     /// Removes a node and its edges. Panics if another node still reads it, or if it is an

@@ -28,6 +28,18 @@ pub fn infer(op: &Op, inputs: &[&Shape]) -> Result<Vec<Shape>, String> {
         Op::Mul => mul_shape(inputs[0], inputs[1]).map(|s| vec![s]),
         Op::Concat => concat_shape(inputs).map(|s| vec![s]),
         Op::Split { sizes } => split_shapes(sizes, inputs[0]),
+        Op::Gather { channels } => {
+            let x = rank_at_least(inputs[0], 2)?;
+            if channels.is_empty() {
+                return Err("gather needs at least one channel".to_string());
+            }
+            if let Some(&bad) = channels.iter().find(|&&c| c >= x.channels()) {
+                return Err(format!("gather reads channel {bad} of a tensor with {} channels", x.channels()));
+            }
+            let mut dims = x.dims().to_vec();
+            dims[1] = channels.len();
+            make(dims).map(|s| vec![s])
+        }
         Op::ChannelShuffle { groups } => {
             let x = rank_at_least(inputs[0], 2)?;
             let c = x.channels();

@@ -13,6 +13,8 @@ pub mod print;
 mod seeded;
 mod shape;
 mod tensor;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod verify;
 pub mod weights;
 
@@ -20,7 +22,7 @@ pub use error::{Error, Location, Result};
 pub use front::{BuildOptions, from_ron_file, from_ron_str};
 pub use graph::{Graph, Node, NodeId, Value};
 pub use infer::infer;
-pub use op::{Conv, Float, Op, ParamSpec, Pool};
+pub use op::{Conv, Float, Op, ParamSpec, Pool, ranges};
 pub use shape::Shape;
 pub use tensor::Tensor;
 pub use verify::verify;

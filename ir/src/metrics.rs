@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{Graph, Op};
+use crate::{Graph, Op, Shape};
 
 /// Bytes per element: every tensor is f32.
 const F32_BYTES: u64 = 4;
@@ -56,6 +56,26 @@ pub struct Metrics {
     pub layers: Vec<LayerMetrics>,
 }
 
+/// Multiply-adds of `op` (convolutions and linear layers; zero for everything else).
+pub fn macs(op: &Op, inputs: &[&Shape], outputs: &[Shape]) -> u64 {
+    let out_elems: u64 = outputs.iter().map(|s| s.numel() as u64).sum();
+    match op {
+        Op::Conv(c) => out_elems * (inputs[0].channels() / c.groups * c.kernel[0] * c.kernel[1]) as u64,
+        Op::Linear { .. } => out_elems * inputs[0].item_numel() as u64,
+        _ => 0,
+    }
+}
+
+/// Bytes `op` reads and writes: every operand, every output and every parameter, once each.
+pub fn memory_access_bytes(op: &Op, inputs: &[&Shape], outputs: &[Shape]) -> u64 {
+    let elems = |shapes: &mut dyn Iterator<Item = &Shape>| shapes.map(|s| s.numel() as u64).sum::<u64>();
+    let params: u64 = inputs
+        .first()
+        .map(|x| op.params(x).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum())
+        .unwrap_or(0);
+    (elems(&mut inputs.iter().copied()) + elems(&mut outputs.iter()) + params) * F32_BYTES
+}
+
 /// Computes the metrics of a graph whose nodes are in a valid order (any verified graph).
 pub fn metrics(graph: &Graph) -> Metrics {
     let order = graph.topo_order().expect("metrics need an acyclic graph");
@@ -63,28 +83,18 @@ pub fn metrics(graph: &Graph) -> Metrics {
     let mut layers = Vec::with_capacity(order.len());
     for id in order {
         let node = graph.node(id);
-        let operands: Vec<&crate::Shape> = graph.operands(id).iter().map(|&v| graph.shape(v)).collect();
+        let operands: Vec<&Shape> = graph.operands(id).iter().map(|&v| graph.shape(v)).collect();
         let out_elems: u64 = node.outputs.iter().map(|s| s.numel() as u64).sum();
-        let in_elems: u64 = operands.iter().map(|s| s.numel() as u64).sum();
         let specs = operands.first().map(|x| node.op.params(x)).unwrap_or_default();
-        let param_elems: u64 = specs.iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
         let params: u64 =
             specs.iter().filter(|p| p.trainable).map(|p| p.shape.iter().product::<usize>() as u64).sum();
-        let macs = match &node.op {
-            Op::Conv(c) => {
-                let per_output = (operands[0].channels() / c.groups * c.kernel[0] * c.kernel[1]) as u64;
-                out_elems * per_output
-            }
-            Op::Linear { .. } => out_elems * operands[0].item_numel() as u64,
-            _ => 0,
-        };
         let layer = LayerMetrics {
             name: node.name.clone(),
             op: node.op.name(),
             shape: node.outputs[0].dims().to_vec(),
-            macs,
+            macs: macs(&node.op, &operands, &node.outputs),
             params,
-            memory_access_bytes: (in_elems + out_elems + param_elems) * F32_BYTES,
+            memory_access_bytes: memory_access_bytes(&node.op, &operands, &node.outputs),
             activation_bytes: out_elems * F32_BYTES,
         };
         totals.macs += layer.macs;

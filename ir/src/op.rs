@@ -104,6 +104,13 @@ pub enum Op {
         /// Channels of each part, in order; they sum to the input's channels.
         sizes: Vec<usize>,
     },
+    /// Selects and reorders channels: output channel `i` is input channel `channels[i]`.
+    /// Optimized graphs use it for permutations and slices, which the memory plan realizes as
+    /// zero-copy views.
+    Gather {
+        /// Input channel of each output channel (any order, repeats allowed).
+        channels: Vec<usize>,
+    },
     /// ShuffleNet's channel shuffle: view channels as `[groups, c / groups]`, transpose, flatten.
     ChannelShuffle {
         /// Number of groups; divides the channel count.
@@ -164,6 +171,7 @@ impl Op {
             Op::Mul => "mul",
             Op::Concat => "concat",
             Op::Split { .. } => "split",
+            Op::Gather { .. } => "gather",
             Op::ChannelShuffle { .. } => "channel_shuffle",
             Op::MaxPool(_) => "max_pool",
             Op::AvgPool(_) => "avg_pool",
@@ -201,6 +209,7 @@ impl Op {
             self,
             Op::Concat
                 | Op::Split { .. }
+                | Op::Gather { .. }
                 | Op::ChannelShuffle { .. }
                 | Op::Reshape { .. }
                 | Op::Transpose { .. }
@@ -276,6 +285,7 @@ impl Op {
             }
             Op::BatchNorm { eps } => vec![("eps", eps.to_string())],
             Op::Split { sizes } => vec![("sizes", list(sizes))],
+            Op::Gather { channels } => vec![("channels", ranges(channels))],
             Op::ChannelShuffle { groups } => vec![("groups", groups.to_string())],
             Op::MaxPool(p) | Op::AvgPool(p) => {
                 vec![("kernel", pair(p.kernel)), ("stride", pair(p.stride)), ("padding", pair(p.padding))]
@@ -294,6 +304,43 @@ impl Op {
     }
 }
 
+/// A channel list in short form: runs of constant step print as `start..end` (step 1) or
+/// `start..end:step`, and interleaved runs (a shuffle's channels) as `zip(0..58, 116..174)`,
+/// so that optimized graphs stay readable.
+pub fn ranges(channels: &[usize]) -> String {
+    let range = |start: usize, step: usize, count: usize| {
+        let end = start + step * (count - 1) + 1;
+        if step == 1 { format!("{start}..{end}") } else { format!("{start}..{end}:{step}") }
+    };
+    let mut parts = Vec::new();
+    let mut i = 0;
+    'outer: while i < channels.len() {
+        // Interleaved runs: `width` progressions of one step, taken in turn.
+        for width in 1..=8 {
+            let Some(step) = channels.get(i + width).and_then(|&n| n.checked_sub(channels[i])) else { break };
+            if step == 0 {
+                continue;
+            }
+            let mut count = 1;
+            while (0..width).all(|j| {
+                let k = i + count * width + j;
+                k < channels.len() && channels[k] == channels[i + j] + count * step
+            }) {
+                count += 1;
+            }
+            if count >= 3 {
+                let runs: Vec<String> = (0..width).map(|j| range(channels[i + j], step, count)).collect();
+                parts.push(if width == 1 { runs[0].clone() } else { format!("zip({})", runs.join(", ")) });
+                i += count * width;
+                continue 'outer;
+            }
+        }
+        parts.push(channels[i].to_string());
+        i += 1;
+    }
+    format!("[{}]", parts.join(", "))
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())?;
@@ -301,5 +348,20 @@ impl fmt::Display for Op {
             write!(f, " {key}={value}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn channel_lists_print_as_runs() {
+        assert_eq!(ranges(&[0, 1, 2, 3]), "[0..4]");
+        assert_eq!(ranges(&[0, 2, 4, 6, 1, 3, 5, 7]), "[0..7:2, 1..8:2]");
+        assert_eq!(ranges(&[5, 0, 0, 9]), "[5, 0, 0, 9]");
+        assert_eq!(ranges(&[3, 4]), "[3, 4]");
+        let shuffle: Vec<usize> = (0..4).flat_map(|k| [k, 4 + k]).collect();
+        assert_eq!(ranges(&shuffle), "[zip(0..4, 4..8)]");
     }
 }

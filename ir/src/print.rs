@@ -44,6 +44,9 @@ pub fn to_text(graph: &Graph) -> String {
         for (k, v) in node.op.attributes() {
             write!(line, " {k}={v}").expect("writing to a String");
         }
+        if node.epilogue {
+            line.push_str(" epilogue");
+        }
         writeln!(out, "{line} : {}  # {}", shapes.join(", "), node.name).expect("writing to a String");
     }
     let outputs: Vec<String> = graph.outputs().iter().map(|v| format!("%{}", ids[v])).collect();

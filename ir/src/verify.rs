@@ -9,7 +9,9 @@ use crate::{Error, Graph, NodeId, Op, Result, infer};
 /// - every node has as many operands as its op takes, in slots `0..n`, each reading an
 ///   existing output of its source;
 /// - every node's stored output shapes are what shape inference gives for its operands;
-/// - names of nodes with parameters are unique (parameters are keyed by them).
+/// - names of nodes with parameters are unique (parameters are keyed by them);
+/// - a fused epilogue is an activation or add whose first operand comes from a conv, a linear
+///   layer or another epilogue, and is read by nothing else.
 pub fn verify(graph: &Graph) -> Result<()> {
     let fail = |id: NodeId, message: String| {
         let node = graph.node(id);
@@ -56,6 +58,9 @@ pub fn verify(graph: &Graph) -> Result<()> {
                 format!("stored output shapes {:?} differ from inferred {:?}", node.outputs, inferred),
             ));
         }
+        if node.epilogue {
+            check_epilogue(graph, id).map_err(|m| fail(id, m))?;
+        }
         if !node.op.params(shapes[0]).is_empty()
             && let Some(other) = param_owners.insert(&node.name, id)
         {
@@ -69,6 +74,23 @@ pub fn verify(graph: &Graph) -> Result<()> {
         if v.port >= graph.node(v.node).outputs.len() {
             return Err(fail(v.node, format!("graph output reads missing output {}", v.port)));
         }
+    }
+    Ok(())
+}
+
+fn check_epilogue(graph: &Graph, id: NodeId) -> std::result::Result<(), String> {
+    let node = graph.node(id);
+    if !matches!(node.op, Op::Relu | Op::Relu6 | Op::Hardswish | Op::Sigmoid | Op::Add) {
+        return Err(format!("{} cannot be a fused epilogue", node.op.name()));
+    }
+    let source = graph.operands(id)[0];
+    let producer = graph.node(source.node);
+    if !(matches!(producer.op, Op::Conv(_) | Op::Linear { .. }) || producer.epilogue) {
+        return Err(format!("its first operand comes from {}, which has no epilogues", producer.op.name()));
+    }
+    let users = graph.users(source.node);
+    if users.len() != 1 || graph.outputs().contains(&source) {
+        return Err(format!("`{}` is read by more than its epilogue", producer.name));
     }
     Ok(())
 }

@@ -75,7 +75,9 @@ impl Weights {
         let expected = expected_params(graph);
         let mut tensors = BTreeMap::new();
         for (name, _, spec) in &expected {
-            let view = st.tensor(name).map_err(|_| fail(name, format!("missing; expected shape {:?}", spec.shape)))?;
+            let view = st
+                .tensor(name)
+                .map_err(|_| fail(name, format!("missing; expected shape {:?}", spec.shape)))?;
             if view.shape() != spec.shape.as_slice() {
                 return Err(fail(name, format!("expected shape {:?}, found {:?}", spec.shape, view.shape())));
             }
@@ -95,7 +97,11 @@ impl Weights {
         if let Some(first) = extra.first() {
             return Err(fail(
                 first,
-                format!("the network has no such parameter ({} unexpected tensor(s): {})", extra.len(), extra.join(", ")),
+                format!(
+                    "the network has no such parameter ({} unexpected tensor(s): {})",
+                    extra.len(),
+                    extra.join(", ")
+                ),
             ));
         }
         Ok(Weights { tensors })
@@ -109,7 +115,9 @@ impl Weights {
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
             .tensors
             .iter()
-            .map(|(name, t)| (name.clone(), t.data.iter().flat_map(|x| x.to_le_bytes()).collect(), t.shape.clone()))
+            .map(|(name, t)| {
+                (name.clone(), t.data.iter().flat_map(|x| x.to_le_bytes()).collect(), t.shape.clone())
+            })
             .collect();
         let views = bytes
             .iter()
@@ -155,7 +163,9 @@ impl Weights {
                     node: node.name.clone(),
                     location: node.location.clone(),
                     message: match found {
-                        Some(shape) => format!("weights `{name}` have shape {shape:?}, expected {:?}", spec.shape),
+                        Some(shape) => {
+                            format!("weights `{name}` have shape {shape:?}, expected {:?}", spec.shape)
+                        }
                         None => format!("weights `{name}` are missing"),
                     },
                 });
@@ -170,9 +180,9 @@ fn to_f32(dtype: safetensors::Dtype, data: &[u8]) -> std::result::Result<Vec<f32
     let chunks = |n: usize| data.chunks_exact(n);
     Ok(match dtype {
         Dtype::F32 => chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F64 => chunks(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32)
-            .collect(),
+        Dtype::F64 => {
+            chunks(8).map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32).collect()
+        }
         Dtype::F16 => chunks(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::BF16 => chunks(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         other => return Err(format!("has dtype {other:?}; archc reads F32, F16, BF16 and F64 weights")),

@@ -17,7 +17,8 @@ fn read_npy(path: &Path) -> ir::Tensor {
 /// Builds the fixture's network as `scripts/torch_parity.py` describes it in `MODEL.json`.
 fn network(model: &str, batch: usize) -> ir::Graph {
     let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{model}.json"))).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{model}.json"))).unwrap())
+            .unwrap();
     let overrides =
         spec["overrides"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(spec["network"].as_str().unwrap());

@@ -172,7 +172,8 @@ fn every_zoo_network_runs_in_eval_with_seeded_weights() {
         let weights = ir::Weights::seeded(&graph, 7);
         let input_shape = graph.node(graph.inputs()[0]).outputs[0].dims().to_vec();
         let n: usize = input_shape.iter().product();
-        let input = ir::Tensor::new(&input_shape, (0..n).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect());
+        let input =
+            ir::Tensor::new(&input_shape, (0..n).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect());
         let out = ir::eval::eval(&graph, &weights, &[input]).unwrap();
         let expected = graph.shape(graph.outputs()[0]).dims();
         assert_eq!(out[0].shape, expected, "{relative}");

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod graph;
+pub mod opt;
 pub mod run;
 pub mod zoo;
 

@@ -37,6 +37,8 @@ pub struct Args {
     /// Where to run.
     #[arg(long, value_enum, default_value = "interp")]
     backend: Backend,
+    #[command(flatten)]
+    level: super::opt::LevelArg,
 }
 
 /// Runs `archc run`.
@@ -55,8 +57,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(path) => ir::Weights::load(&graph, path)?,
         None => ir::Weights::seeded(&graph, args.seed),
     };
+    let opt = passes::optimize(&graph, &weights, args.level.level(), None);
     let outputs = match args.backend {
-        Backend::Interp => ir::eval::eval(&graph, &weights, &[input])
+        Backend::Interp => ir::eval::eval(&opt.graph, &opt.weights, &[input])
             .with_context(|| format!("running {} on {}", graph.name(), args.input.display()))?,
     };
     let output = &outputs[0];

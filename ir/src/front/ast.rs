@@ -151,7 +151,7 @@ pub enum Statement {
     },
     Alias {
         name: String,
-        from: String,
+        from: Option<String>,
     },
 }
 

@@ -38,6 +38,11 @@ struct Instance {
     used_at: Location,
 }
 
+/// The most statements (and repeat iterations) a network may expand to. Real networks expand
+/// to hundreds, very deep ones to a few thousand; beyond this, a repeat count is a typo that
+/// would otherwise build for minutes or exhaust memory.
+const MAX_STEPS: usize = 20_000;
+
 struct Expander<'a> {
     graph: Graph,
     source: SourceMap,
@@ -49,6 +54,11 @@ struct Expander<'a> {
     frames: Vec<BTreeMap<String, Tensor>>,
     current: Tensor,
     stack: Vec<Instance>,
+    /// Statements and repeat iterations expanded so far, against `MAX_STEPS`.
+    steps: usize,
+    /// Where each node with parameters was made: their names key the parameters, so they
+    /// must be unique (as `verify` checks).
+    param_owners: BTreeMap<String, Location>,
 }
 
 /// A path into the document, built up as statements nest.
@@ -101,6 +111,8 @@ pub fn expand(network: &Network, source: SourceMap, options: &BuildOptions) -> R
         frames: vec![BTreeMap::from([("input".to_string(), input)])],
         current: input,
         stack: Vec::new(),
+        steps: 0,
+        param_owners: BTreeMap::new(),
     };
     ex.body(&network.body, &[key("body")])?;
     let out = ex.current;
@@ -135,18 +147,19 @@ fn eval_params(
     // Parameters may refer to each other in any order; each round settles at least one, or
     // none can be settled and the first failure is the error.
     while !pending.is_empty() {
-        let mut first_error = None;
+        let mut errors = BTreeMap::new();
         let mut settled = Vec::new();
-        for (name, (e, text)) in &pending {
+        for (name, (e, _)) in &pending {
             match e.eval(&env) {
                 Ok(v) => settled.push((name.clone(), v)),
                 Err(m) => {
-                    first_error.get_or_insert((name.clone(), text.clone(), m));
+                    errors.insert(name.as_str(), m);
                 }
             }
         }
         if settled.is_empty() {
-            let (name, text, m) = first_error.expect("pending is not empty");
+            let (name, m) = stuck_parameter(&pending, errors);
+            let text = &pending[&name].1;
             if options.overrides.iter().any(|(k, _)| *k == name) {
                 return Err(Error::Override { key: name, message: format!("in `{text}`: {m}") });
             }
@@ -160,6 +173,30 @@ fn eval_params(
         }
     }
     Ok(done)
+}
+
+/// Which parameter to blame when none of `pending` evaluates, and why: the first that fails
+/// by itself; when each waits for another, they wait in a cycle, named from its first member.
+fn stuck_parameter(
+    pending: &BTreeMap<String, (expr::Expr, String)>,
+    mut errors: BTreeMap<&str, String>,
+) -> (String, String) {
+    let waits_for = |name: &str| pending[name].0.names().into_iter().find(|n| pending.contains_key(*n));
+    if let Some(name) = pending.keys().find(|n| waits_for(n).is_none()) {
+        let message = errors.remove(name.as_str()).expect("every pending parameter failed");
+        return (name.clone(), message);
+    }
+    let mut chain: Vec<&str> = vec![pending.keys().next().expect("pending is not empty")];
+    loop {
+        let next = waits_for(chain[chain.len() - 1]).expect("every pending parameter waits for another");
+        if let Some(start) = chain.iter().position(|n| *n == next) {
+            chain.drain(..start);
+            chain.push(next);
+            let message = format!("it depends on itself ({})", chain.join(" -> "));
+            return (chain[0].to_string(), message);
+        }
+        chain.push(next);
+    }
 }
 
 fn source_error(source: &SourceMap, path: &[Seg], stack: &[Instance], message: String) -> Error {
@@ -178,6 +215,7 @@ fn to_size(v: &Value, text: &str, min: usize) -> std::result::Result<usize, Stri
     let n = match v {
         Value::Int(i) => *i,
         Value::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => *x as i64,
+        Value::Float(x) if x.fract() == 0.0 => return Err(format!("`{text}` is {x}, far too large")),
         Value::Float(x) => {
             return Err(format!(
                 "`{text}` is {x}, not a whole number (round it with round(), floor() or make_divisible())"
@@ -288,10 +326,25 @@ impl Expander<'_> {
     fn apply(&mut self, op: Op, operands: &[Tensor], name: String, path: &[Seg]) -> Result<Vec<Tensor>> {
         let op_name = op.name();
         let location = self.location(path);
+        let has_params = operands.first().is_some_and(|&x| !op.params(self.graph.shape(x)).is_empty());
+        if has_params && let Some(first) = self.param_owners.get(&name) {
+            let taken = if *first == location {
+                "this statement makes a second layer of that name (in a repeat?)".to_string()
+            } else {
+                format!("the name is already taken by the layer at {first}")
+            };
+            return Err(self.error(
+                path,
+                format!("{op_name} `{name}`: {taken}; layers with parameters need unique names"),
+            ));
+        }
         let outs = self
             .graph
-            .add(op, operands, name.clone(), Some(location))
+            .add(op, operands, name.clone(), Some(location.clone()))
             .map_err(|m| self.error(path, format!("{op_name} `{name}`: {m}")))?;
+        if has_params {
+            self.param_owners.insert(name, location);
+        }
         self.current = outs[0];
         Ok(outs)
     }
@@ -311,6 +364,7 @@ impl Expander<'_> {
     fn body(&mut self, statements: &[Statement], path: &[Seg]) -> Result<()> {
         for (i, s) in statements.iter().enumerate() {
             let path = child(path, Seg::Index(i));
+            self.step(&path)?;
             let input = self.current;
             self.env.push();
             self.bind_input_dims(input);
@@ -332,11 +386,13 @@ impl Expander<'_> {
                 self.bind_input_dims(x);
                 let k = self.size(kernel, path, "kernel", 1)?;
                 let dilation = self.size_or(dilation, path, "dilation", 1, 1)?;
+                // Saturating: shape inference reports an absurd kernel and dilation.
+                let same = dilation.saturating_mul(k - 1) / 2;
                 let conv = Conv {
                     out_channels: self.size(out, path, "out", 1)?,
                     kernel: [k, k],
                     stride: [self.size_or(stride, path, "stride", 1, 1)?; 2],
-                    padding: [self.size_or(padding, path, "padding", 0, dilation * (k - 1) / 2)?; 2],
+                    padding: [self.size_or(padding, path, "padding", 0, same)?; 2],
                     dilation: [dilation; 2],
                     groups: self.size_or(groups, path, "groups", 1, 1)?,
                     bias: self.flag(bias, path, "bias", false)?,
@@ -351,7 +407,9 @@ impl Expander<'_> {
                             Value::Float(v) => v as f32,
                             Value::Int(v) => v as f32,
                             v => {
-                                return Err(self.error(&p, format!("eps: `{}` is {}", e.text, expr::kind(&v))));
+                                return Err(
+                                    self.error(&p, format!("eps: `{}` is {}", e.text, expr::kind(&v)))
+                                );
                             }
                         }
                     }
@@ -459,7 +517,19 @@ impl Expander<'_> {
             Statement::Use { block, with, name, from } => self.instantiate(block, with, name, from, path),
             Statement::Repeat { times, var, body } => {
                 let n = self.size(times, path, "times", 0)?;
+                let tpath = child(path, key("times"));
+                if n > MAX_STEPS {
+                    return Err(self.error(
+                        &tpath,
+                        format!(
+                            "times: `{}` is {n}, more than the {MAX_STEPS} statements a network may \
+                             expand to",
+                            times.text
+                        ),
+                    ));
+                }
                 for i in 0..n {
+                    self.step(&tpath)?;
                     self.env.push();
                     if let Some(v) = var {
                         self.env.bind(v, Value::Int(i as i64));
@@ -486,12 +556,30 @@ impl Expander<'_> {
             }
             Statement::Stages { names, vars, body } => self.stages(names, vars, body, path),
             Statement::Alias { name, from } => {
-                let t = self.tensor(from, &child(path, key("from")))?;
+                let t = match from {
+                    Some(f) => self.tensor(f, &child(path, key("from")))?,
+                    None => x,
+                };
                 self.bind_tensor(name, t);
                 self.current = t;
                 Ok(())
             }
         }
+    }
+
+    /// Counts one statement or repeat iteration against `MAX_STEPS`.
+    fn step(&mut self, path: &[Seg]) -> Result<()> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(self.error(
+                path,
+                format!(
+                    "the network expands to more than {MAX_STEPS} statements; are repeat counts or \
+                     nested blocks multiplying up?"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn unary(&mut self, op: Op, x: Tensor, path: &[Seg]) -> Result<()> {
@@ -579,23 +667,33 @@ impl Expander<'_> {
                         format!("cannot split {channels} channels into {p} equal parts"),
                     ));
                 }
+                // Before the sizes are made: a part count in the billions would not fit in memory.
+                self.split_names(p, names, path)?;
                 vec![channels / p; p]
             }
-            (None, Some(s)) => self.sizes(s, path, "sizes", 1)?,
+            (None, Some(s)) => {
+                let sizes = self.sizes(s, path, "sizes", 1)?;
+                self.split_names(sizes.len(), names, path)?;
+                sizes
+            }
             _ => return Err(self.error(path, "Split needs exactly one of `parts` and `sizes`".to_string())),
         };
-        if names.len() != sizes.len() {
-            return Err(self.error(
-                &child(path, key("names")),
-                format!("Split makes {} parts but names {}", sizes.len(), names.len()),
-            ));
-        }
         let n = self.next_name(None, "split");
         let outs = self.apply(Op::Split { sizes }, &[x], n, path)?;
         for (name, t) in names.iter().zip(&outs) {
             self.bind_tensor(name, *t);
         }
         self.current = *outs.last().expect("a split has parts");
+        Ok(())
+    }
+
+    fn split_names(&self, parts: usize, names: &[String], path: &[Seg]) -> Result<()> {
+        if names.len() != parts {
+            return Err(self.error(
+                &child(path, key("names")),
+                format!("Split makes {parts} parts but names {}", names.len()),
+            ));
+        }
         Ok(())
     }
 
@@ -679,6 +777,12 @@ impl Expander<'_> {
         body: &[Statement],
         path: &[Seg],
     ) -> Result<()> {
+        if let Some(k) = (1..names.len()).find(|&k| names[..k].contains(&names[k])) {
+            return Err(self.error(
+                &child(&child(path, key("names")), Seg::Index(k)),
+                format!("stage `{}` is named twice; its layers' names would clash", names[k]),
+            ));
+        }
         let mut lists = Vec::new();
         for (var, e) in vars {
             let vpath = child(&child(path, key("vars")), Seg::Key(var.clone()));

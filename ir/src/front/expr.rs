@@ -142,9 +142,19 @@ impl Env {
     }
 }
 
+/// The longest expression, in characters, and the deepest nesting of parentheses, brackets,
+/// calls and unary operators. Parsing and evaluation recurse, so these bounds keep any input
+/// far from the end of the stack; real expressions fit on a line and nest a few levels.
+const MAX_LEN: usize = 1000;
+const MAX_DEPTH: usize = 32;
+
 /// Parses an expression from its text.
 pub fn parse(text: &str) -> Result<Expr, String> {
-    let mut p = Parser { chars: text.char_indices().collect(), pos: 0, text };
+    let len = text.chars().count();
+    if len > MAX_LEN {
+        return Err(format!("the expression is {len} characters long; at most {MAX_LEN} are allowed"));
+    }
+    let mut p = Parser { chars: text.char_indices().collect(), pos: 0, depth: 0, text };
     let e = p.expr()?;
     p.skip_ws();
     if let Some(&(at, c)) = p.chars.get(p.pos) {
@@ -156,6 +166,8 @@ pub fn parse(text: &str) -> Result<Expr, String> {
 struct Parser<'a> {
     chars: Vec<(usize, char)>,
     pos: usize,
+    /// How many `unary` calls are open: every nesting passes through one.
+    depth: usize,
     text: &'a str,
 }
 
@@ -228,6 +240,17 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("expression `{}` nests more than {MAX_DEPTH} levels deep", self.text));
+        }
+        let e = self.operand();
+        self.depth -= 1;
+        e
+    }
+
+    /// A unary operator and its operand, or a primary followed by any number of `[index]`.
+    fn operand(&mut self) -> Result<Expr, String> {
         for op in ['-', '!'] {
             if self.peek() == Some(op) {
                 self.pos += 1;
@@ -326,6 +349,26 @@ impl Parser<'_> {
 }
 
 impl Expr {
+    /// The names the expression reads, in the order they appear.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.collect_names(&mut names);
+        names
+    }
+
+    fn collect_names<'a>(&'a self, names: &mut Vec<&'a str>) {
+        match self {
+            Expr::Lit(_) => {}
+            Expr::Var(name) => names.push(name),
+            Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|e| e.collect_names(names)),
+            Expr::Unary(_, e) => e.collect_names(names),
+            Expr::Binary(_, a, b) | Expr::Index(a, b) => {
+                a.collect_names(names);
+                b.collect_names(names);
+            }
+        }
+    }
+
     /// Evaluates the expression; errors say what went wrong in words.
     pub fn eval(&self, env: &Env) -> Result<Value, String> {
         match self {
@@ -335,6 +378,7 @@ impl Expr {
                 let known = env.names();
                 match known.iter().find(|k| similar(k, name)) {
                     Some(k) => format!("unknown name `{name}` (did you mean `{k}`?)"),
+                    None if known.is_empty() => format!("unknown name `{name}`"),
                     None => format!("unknown name `{name}`; the names here are {}", known.join(", ")),
                 }
             }),
@@ -425,7 +469,9 @@ fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, String> {
             Sub => int(x.checked_sub(y)),
             Mul => int(x.checked_mul(y)),
             Div | FloorDiv | Rem if y == 0 => Err("division by zero".to_string()),
-            Div if x % y == 0 => int(x.checked_div(y)),
+            // `wrapping_rem`: i64::MIN by -1 divides evenly, and `checked_div` then reports
+            // the overflow; `%` would panic.
+            Div if x.wrapping_rem(y) == 0 => int(x.checked_div(y)),
             Div => Ok(Value::Float(x as f64 / y as f64)),
             FloorDiv => int(x.checked_div_euclid(y)),
             Rem => int(x.checked_rem_euclid(y)),
@@ -559,6 +605,7 @@ mod tests {
         assert_eq!(eval("cc * 2"), Err("unknown name `cc` (did you mean `c`?)".into()));
         assert_eq!(eval("c / 0"), Err("division by zero".into()));
         assert_eq!(eval("9223372036854775807 + 1"), Err("arithmetic overflow".into()));
+        assert_eq!(eval("(-9223372036854775807 - 1) / -1"), Err("arithmetic overflow".into()));
         assert_eq!(eval("stage_out[2]"), Err("index 2 is out of range for a list of 2".into()));
         assert_eq!(
             eval("c +"),
@@ -566,5 +613,26 @@ mod tests {
         );
         assert_eq!(eval("foo(1)").unwrap_err().split(';').next(), Some("unknown function `foo`"));
         assert_eq!(eval("c c"), Err("unexpected `c` at offset 2 in expression `c c`".into()));
+    }
+
+    #[test]
+    fn nesting_and_length_are_bounded() {
+        let deep = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        assert_eq!(eval(&deep).unwrap_err(), format!("expression `{deep}` nests more than 32 levels deep"));
+        assert_eq!(
+            eval(&"-".repeat(40)).unwrap_err().split('`').nth(2),
+            Some(" nests more than 32 levels deep")
+        );
+        let long = vec!["1"; 600].join("+");
+        assert_eq!(
+            eval(&long).unwrap_err(),
+            "the expression is 1199 characters long; at most 1000 are allowed"
+        );
+        assert_eq!(eval(&format!("{}1{}", "(".repeat(30), ")".repeat(30))), Ok(Value::Int(1)));
+    }
+
+    #[test]
+    fn names_lists_every_name_read() {
+        assert_eq!(parse("max(c, w[i]) * -c").unwrap().names(), ["c", "w", "i", "c"]);
     }
 }

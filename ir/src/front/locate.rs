@@ -64,6 +64,24 @@ pub fn location_of(file: &Arc<str>, text: &str, offset: usize) -> Location {
     Location { file: file.clone(), line, col }
 }
 
+/// The byte offset of a 1-based line and column (in characters), clamped to the text.
+pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
+    let line_start = match line.checked_sub(2) {
+        None => 0,
+        Some(skip) => text.match_indices('\n').nth(skip).map_or(text.len(), |(i, _)| i + 1),
+    };
+    let rest = &text[line_start..];
+    let end = rest.find('\n').unwrap_or(rest.len());
+    line_start + rest[..end].char_indices().nth(col.saturating_sub(1)).map_or(end, |(i, _)| i)
+}
+
+/// The offset of the first byte at or after `offset` that is not whitespace or a comment.
+pub fn skip_trivia(text: &str, offset: usize) -> usize {
+    let mut scanner = Scanner { bytes: text.as_bytes(), pos: offset.min(text.len()) };
+    scanner.skip_trivia();
+    scanner.pos
+}
+
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,

@@ -54,7 +54,15 @@ pub fn from_ron_file(path: &std::path::Path, options: &BuildOptions) -> Result<G
 fn parse(text: &str, file: &Arc<str>) -> Result<ast::Network> {
     let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
     options.from_str(text).map_err(|e| {
-        let location = crate::Location { file: file.clone(), line: e.span.start.line, col: e.span.start.col };
+        // `ron` starts some spans (trailing characters, an unexpected end) at the whitespace or
+        // comment before the offending token; the token, or the end of the file, is the place.
+        // An unclosed comment's span starts inside it; its opening `/*` is the place.
+        let start = locate::offset_of(text, e.span.start.line, e.span.start.col);
+        let at = match e.code {
+            ron::Error::UnclosedBlockComment => text[..start].rfind("/*").unwrap_or(start),
+            _ => locate::skip_trivia(text, start),
+        };
+        let location = location_of(file, text, at);
         Error::Source { location, message: describe(&e.code) }
     })
 }

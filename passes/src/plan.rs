@@ -1,0 +1,204 @@
+//! Memory planning: where every value lives in one activation arena.
+//!
+//! Phases:
+//! 1. Placement, in schedule (topological) order. A compute op writes a new buffer; a fused
+//!    epilogue, and an element-wise op whose input buffer dies there, write in place. With
+//!    channel views on (`-O2`), `gather`, `split` and `concat` copy nothing: their values are
+//!    tables of channel planes in other buffers, so a concat's inputs stay where their
+//!    producers wrote them and a shuffle is only a reordered table. Reshapes of a whole buffer
+//!    are views too. What remains a copy counts in `moved_bytes`.
+//! 2. Liveness: a buffer lives from its producer's step to the last step that reads any value
+//!    placed in it (to the end for graph outputs).
+//! 3. Offsets: greedy by size (largest first, each at the lowest offset free for its whole
+//!    lifetime), as TensorFlow Lite's arena planner does; `peak_bytes` is the arena's size.
+
+use std::collections::BTreeMap;
+
+use ir::{Graph, NodeId, Op, Value};
+
+/// Buffers start at multiples of this many bytes (a cache line, and an AVX-512 vector).
+const ALIGN: usize = 64;
+
+/// One contiguous allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    /// Size in bytes.
+    pub bytes: usize,
+    /// Channels (axis 1) of the tensor it was made for.
+    pub channels: usize,
+    /// Offset in the arena (inputs live outside it and have offset 0).
+    pub offset: usize,
+    /// Schedule step that writes it first.
+    pub first: usize,
+    /// Last schedule step that reads it.
+    pub last: usize,
+    /// Whether it is a graph input, owned by the caller rather than the arena.
+    pub external: bool,
+}
+
+/// Where a value's data is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// All of one buffer, row-major.
+    Whole(usize),
+    /// Channel `i` of the value is channel plane `planes[i] = (buffer, channel)`.
+    Planes(Vec<(usize, usize)>),
+}
+
+/// The memory plan of a graph.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The execution order.
+    pub schedule: Vec<NodeId>,
+    /// Every buffer.
+    pub buffers: Vec<Buffer>,
+    /// Every value's placement.
+    pub placements: BTreeMap<Value, Placement>,
+    /// Size of the arena.
+    pub peak_bytes: usize,
+    /// Bytes written by data-movement ops that had to copy.
+    pub moved_bytes: u64,
+    /// Nodes that write into their input's buffer.
+    pub in_place: usize,
+}
+
+/// Plans `graph`'s memory; `views` turns channel plumbing into zero-copy views.
+pub fn plan(graph: &Graph, views: bool) -> Plan {
+    let schedule = graph.topo_order().expect("planning needs an acyclic graph");
+    let step_of: BTreeMap<NodeId, usize> = schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut placements: BTreeMap<Value, Placement> = BTreeMap::new();
+    let mut moved_bytes = 0u64;
+    let mut in_place = 0;
+    let last_reader = |v: Value| -> usize {
+        let readers = graph.users(v.node).into_iter().filter(|&(_, _, port)| port == v.port);
+        let last = readers.map(|(user, _, _)| step_of[&user]).max().unwrap_or(step_of[&v.node]);
+        if graph.outputs().contains(&v) { schedule.len() } else { last }
+    };
+    for (step, &id) in schedule.iter().enumerate() {
+        let node = graph.node(id);
+        let operands = graph.operands(id);
+        let planes_of = |v: Value, placements: &BTreeMap<Value, Placement>| match &placements[&v] {
+            Placement::Planes(p) => p.clone(),
+            Placement::Whole(b) => (0..graph.shape(v).channels()).map(|c| (*b, c)).collect(),
+        };
+        let view: Option<Vec<Placement>> = match &node.op {
+            _ if !views => None,
+            Op::Gather { channels } => {
+                let src = planes_of(operands[0], &placements);
+                Some(vec![Placement::Planes(channels.iter().map(|&c| src[c]).collect())])
+            }
+            Op::Split { sizes } => {
+                let src = planes_of(operands[0], &placements);
+                let mut start = 0;
+                Some(
+                    sizes
+                        .iter()
+                        .map(|&s| {
+                            start += s;
+                            Placement::Planes(src[start - s..start].to_vec())
+                        })
+                        .collect(),
+                )
+            }
+            Op::Concat => {
+                let planes = operands.iter().flat_map(|&v| planes_of(v, &placements)).collect();
+                Some(vec![simplify(planes, &buffers)])
+            }
+            Op::Flatten | Op::Reshape { .. } => match &placements[&operands[0]] {
+                Placement::Whole(b) => Some(vec![Placement::Whole(*b)]),
+                Placement::Planes(_) => None,
+            },
+            _ => None,
+        };
+        if let Some(view) = view {
+            for (port, p) in view.into_iter().enumerate() {
+                placements.insert(Value { node: id, port }, p);
+            }
+            continue;
+        }
+        if node.op.is_data_movement() {
+            moved_bytes += node.outputs.iter().map(|s| s.numel() as u64 * 4).sum::<u64>();
+        }
+        // In place: a fused epilogue always (its input never leaves the kernel); an element-wise
+        // op when its first operand is a whole arena buffer that nobody reads afterwards.
+        let reuse = operands.first().and_then(|&x| match placements[&x] {
+            Placement::Whole(b)
+                if (node.epilogue || (node.op.is_elementwise() && last_reader(x) == step))
+                    && !buffers[b].external
+                    && graph.shape(x) == &node.outputs[0] =>
+            {
+                Some(b)
+            }
+            _ => None,
+        });
+        for (port, shape) in node.outputs.iter().enumerate() {
+            let b = match reuse {
+                Some(b) => {
+                    in_place += 1;
+                    b
+                }
+                None => {
+                    buffers.push(Buffer {
+                        bytes: shape.numel() * 4,
+                        channels: shape.channels(),
+                        offset: 0,
+                        first: step,
+                        last: step,
+                        external: node.op == Op::Input,
+                    });
+                    buffers.len() - 1
+                }
+            };
+            placements.insert(Value { node: id, port }, Placement::Whole(b));
+        }
+    }
+    // Liveness: every read of a value keeps all buffers it references alive.
+    for (v, p) in &placements {
+        let last = last_reader(*v);
+        let referenced: Vec<usize> = match p {
+            Placement::Whole(b) => vec![*b],
+            Placement::Planes(planes) => planes.iter().map(|&(b, _)| b).collect(),
+        };
+        for b in referenced {
+            buffers[b].last = buffers[b].last.max(last);
+        }
+    }
+    let peak_bytes = assign_offsets(&mut buffers);
+    Plan { schedule, buffers, placements, peak_bytes, moved_bytes, in_place }
+}
+
+/// A table that covers one whole buffer in order is that buffer.
+fn simplify(planes: Vec<(usize, usize)>, buffers: &[Buffer]) -> Placement {
+    let b = planes[0].0;
+    let whole = planes.len() == buffers[b].channels && planes.iter().enumerate().all(|(i, &p)| p == (b, i));
+    if whole { Placement::Whole(b) } else { Placement::Planes(planes) }
+}
+
+/// Greedy by size: each buffer, largest first, goes to the lowest aligned offset where it does
+/// not overlap a placed buffer that is alive at the same time. Returns the arena's size.
+fn assign_offsets(buffers: &mut [Buffer]) -> usize {
+    let mut order: Vec<usize> = (0..buffers.len()).filter(|&b| !buffers[b].external).collect();
+    order.sort_by_key(|&b| (std::cmp::Reverse(buffers[b].bytes), b));
+    let mut placed: Vec<usize> = Vec::new();
+    let mut peak = 0;
+    for b in order {
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&o| buffers[o].first <= buffers[b].last && buffers[b].first <= buffers[o].last)
+            .map(|&o| (buffers[o].offset, buffers[o].offset + buffers[o].bytes))
+            .collect();
+        busy.sort_unstable();
+        let mut offset = 0;
+        for (start, end) in busy {
+            if offset + buffers[b].bytes <= start {
+                break;
+            }
+            offset = offset.max(end.next_multiple_of(ALIGN));
+        }
+        buffers[b].offset = offset;
+        peak = peak.max(offset + buffers[b].bytes);
+        placed.push(b);
+    }
+    peak
+}
