@@ -62,6 +62,27 @@ pub struct Plan {
     pub in_place: usize,
 }
 
+impl Plan {
+    /// Checks the plan's invariant: buffers alive at the same time never share arena bytes,
+    /// and all fit in `peak_bytes`.
+    pub fn check(&self) -> Result<(), String> {
+        let arena: Vec<&Buffer> = self.buffers.iter().filter(|b| !b.external).collect();
+        for (i, a) in arena.iter().enumerate() {
+            if a.offset + a.bytes > self.peak_bytes {
+                return Err(format!("{a:?} ends past the arena's {} bytes", self.peak_bytes));
+            }
+            for b in &arena[i + 1..] {
+                let live_together = a.first <= b.last && b.first <= a.last;
+                let overlap = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
+                if live_together && overlap {
+                    return Err(format!("{a:?} and {b:?} are alive together and share bytes"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Plans `graph`'s memory; `views` turns channel plumbing into zero-copy views.
 pub fn plan(graph: &Graph, views: bool) -> Plan {
     let schedule = graph.topo_order().expect("planning needs an acyclic graph");
@@ -201,4 +222,58 @@ fn assign_offsets(buffers: &mut [Buffer]) -> usize {
         placed.push(b);
     }
     peak
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(body: &str) -> Graph {
+        let text = format!("Network(name: \"t\", input: Image(channels: 4, height: 8, width: 8), body: [{body}])");
+        ir::from_ron_str(&text, "t.ron", &ir::BuildOptions::default()).unwrap()
+    }
+
+    fn assert_disjoint(plan: &Plan) {
+        plan.check().unwrap();
+    }
+
+    #[test]
+    fn a_chain_reuses_memory() {
+        let g = network("Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3)");
+        let p = plan(&g, true);
+        assert_disjoint(&p);
+        let one = 4 * 8 * 8 * 4;
+        assert_eq!(p.buffers.iter().filter(|b| !b.external).count(), 4);
+        assert_eq!(p.peak_bytes, 2 * one, "two buffers suffice for a chain");
+    }
+
+    #[test]
+    fn elementwise_ops_write_in_place_when_their_input_dies() {
+        let g = network(r#"Conv(out: 4, kernel: 3, name: "c"), Relu, Sigmoid"#);
+        assert_eq!(plan(&g, true).in_place, 2);
+        let shared = network(r#"Conv(out: 4, kernel: 3, name: "c"), Relu, Alias(name: "r"), Add(["r", "c"])"#);
+        assert_eq!(plan(&shared, true).in_place, 1, "relu's input is still read by the add; the add reuses relu's buffer");
+    }
+
+    #[test]
+    fn channel_plumbing_is_a_view_only_with_views_on() {
+        let body = r#"Split(parts: 2, names: ["a", "b"]), Sequence(name: "r", from: "b", body: [Conv(out: 2, kernel: 1)]), Concat(["r", "a"]), ChannelShuffle(groups: 2)"#;
+        let g = network(body);
+        let copies = plan(&g, false);
+        let bytes = |c: u64| c * 8 * 8 * 4;
+        // split (2 + 2 channels), concat (4), shuffle (4).
+        assert_eq!(copies.moved_bytes, bytes(12));
+        let views = plan(&g, true);
+        // The shuffle still copies: views cover gather, split and concat (-O2 rewrites shuffles
+        // into gathers first).
+        assert_eq!(views.moved_bytes, bytes(4));
+        let concat = g.node_ids().find(|&id| g.node(id).op == Op::Concat).unwrap();
+        let Placement::Planes(planes) = &views.placements[&Value { node: concat, port: 0 }] else {
+            panic!("a concat of two buffers is a table of planes")
+        };
+        let input = views.placements[&Value { node: g.inputs()[0], port: 0 }].clone();
+        let Placement::Whole(input) = input else { panic!("inputs are whole buffers") };
+        assert_eq!(planes[2..], [(input, 0), (input, 1)], "a's planes stay in the input buffer");
+        assert_disjoint(&views);
+    }
 }

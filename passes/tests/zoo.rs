@@ -55,6 +55,7 @@ fn optimized_zoo_computes_the_same_outputs() {
             let out = ir::eval::eval(&opt.graph, &opt.weights, std::slice::from_ref(&x)).unwrap();
             let err = out[0].relative_error(&reference[0]);
             assert!(err < 1e-4, "{name} at {level:?}: relative error {err}");
+            opt.plan.check().unwrap_or_else(|e| panic!("{name} at {level:?}: {e}"));
             assert_eq!(count(&opt.graph, "batch_norm"), 0, "{name} at {level:?} keeps a batch norm");
         }
     }
