@@ -105,6 +105,19 @@ fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
     w.finish().unwrap();
 }
 
+/// Asserts that the array at `out` equals the fixture's torch output within 1e-4 relative.
+fn assert_matches_fixture(out: &Path, fixture: &str) {
+    let read = |p: &Path| {
+        let bytes = std::fs::read(p).unwrap();
+        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<f32>().unwrap()
+    };
+    let torch = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("{fixture}.output.npy")));
+    let ours = read(out);
+    let max_diff = ours.iter().zip(&torch).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let max_ref = torch.iter().map(|b| b.abs()).fold(0.0, f32::max);
+    assert!(max_diff / max_ref < 1e-4, "{max_diff} / {max_ref}");
+}
+
 #[test]
 fn run_matches_torchvision_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,4 +230,63 @@ fn run_batches_and_seeds() {
     assert_ne!(a, c);
     let npy = npyz::NpyFile::new(&a[..]).unwrap();
     assert_eq!(npy.shape(), &[3, 10]);
+}
+
+#[test]
+fn opt_json_reports_ops_moved_bytes_and_peak() {
+    let json = |level: &str| {
+        let out = archc(&["opt", "zoo/shufflenet_v2_x0_5.ron", level, "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (o0, o2) = (json("-O0"), json("-O2"));
+    assert!(o0["moved_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(o0["ops"]["channel_shuffle"], 16);
+    assert_eq!(o2["moved_bytes"], 0);
+    assert!(o2["ops"].get("channel_shuffle").is_none());
+    assert!(o2["ops"].get("batch_norm").is_none());
+    assert!(o2["peak_activation_bytes"].as_u64().unwrap() > 0);
+    assert!(o2["eqsat"]["applied"]["shuffle-to-gather"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn opt_prints_and_explains() {
+    let out = archc(&["opt", "zoo/mnist/shufflenet_v2_x0_5.ron", "-O1", "--print", "--stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("conv-bn-fold"), "{text}");
+    assert!(text.contains("epilogue"), "{text}");
+    let bad = archc(&["opt", "zoo/mnist/shufflenet_v2_x0_5.ron", "--stop-after", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad)
+            .contains("no pass `nope` at -O2; its passes are: eqsat, eliminate-dead-nodes, mark-epilogues")
+    );
+    assert_eq!(archc(&["opt", "zoo/mnist/shufflenet_v2_x0_5.ron", "-O3"]).status.code(), Some(2));
+}
+
+#[test]
+fn run_at_o2_still_matches_torchvision() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("y.npy");
+    let fixture = "ir/tests/parity/mobilenet_v2";
+    let res = archc(&[
+        "run",
+        "zoo/mobilenet_v2.ron",
+        "-O2",
+        "--set",
+        "resolution=64",
+        "--set",
+        "classes=10",
+        "--set",
+        "width=0.35",
+        "--weights",
+        &format!("{fixture}.safetensors"),
+        "--input",
+        &format!("{fixture}.input.npy"),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(res.status.success(), "{}", stderr(&res));
+    assert_matches_fixture(&out, fixture);
 }
