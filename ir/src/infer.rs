@@ -43,7 +43,7 @@ pub fn infer(op: &Op, inputs: &[&Shape]) -> Result<Vec<Shape>, String> {
         Op::ChannelShuffle { groups } => {
             let x = rank_at_least(inputs[0], 2)?;
             let c = x.channels();
-            if *groups == 0 || c % groups != 0 {
+            if *groups == 0 || !c.is_multiple_of(*groups) {
                 return Err(format!("channel_shuffle groups {groups} does not divide {c} channels"));
             }
             Ok(vec![x.clone()])
@@ -174,10 +174,10 @@ fn conv_shape(conv: &Conv, x: &Shape) -> Result<Shape, String> {
     let c = x.channels();
     positive("out", conv.out_channels)?;
     positive("groups", conv.groups)?;
-    if c % conv.groups != 0 {
+    if !c.is_multiple_of(conv.groups) {
         return Err(format!("groups {} does not divide {c} input channels", conv.groups));
     }
-    if conv.out_channels % conv.groups != 0 {
+    if !conv.out_channels.is_multiple_of(conv.groups) {
         return Err(format!("groups {} does not divide {} output channels", conv.groups, conv.out_channels));
     }
     let [kh, kw] = conv.kernel;

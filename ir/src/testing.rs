@@ -42,8 +42,9 @@ pub enum Block {
     /// PyTorch's shuffle: `reshape([g, c / g, h, w])`, a transpose (usually `[1, 0, 2, 3]`,
     /// sometimes another permutation that does not only move channels), `reshape([c, h, w])`.
     ReshapeShuffle,
-    /// `add` of the current tensor and an earlier tensor of the same shape, or a convolution
-    /// (a projection shortcut) of an earlier tensor, the current one included.
+    /// `add` (or now and then `mul`) of the current tensor and an earlier tensor of the same
+    /// shape, or a convolution (a projection shortcut) of an earlier tensor, the current one
+    /// included.
     Add,
     /// Squeeze-excite: `mul` by a `[n, c, 1, 1]` scale from `global_avg_pool` of the current
     /// tensor, directly, through a sigmoid, or through 1x1 reduce/expand convolutions.
@@ -334,7 +335,9 @@ impl Builder {
             Block::Add => {
                 let other = self.same_shape(cur, d);
                 let operands = if d.flag() { [other, cur] } else { [cur, other] };
-                self.one(Op::Add, &operands)
+                // Now and then an element-wise product of two full tensors instead.
+                let op = if d.roll() % 4 == 3 { Op::Mul } else { Op::Add };
+                self.one(op, &operands)
             }
             Block::SqueezeExcite => {
                 let pooled = self.one(Op::GlobalAvgPool, &[cur]);
@@ -412,6 +415,7 @@ impl Builder {
     /// included) that has it.
     fn same_shape(&mut self, cur: Value, d: &mut Dice<'_>) -> Value {
         let target = self.dims(cur);
+        #[derive(Clone, Copy)]
         enum Source {
             Same(Value),
             Projection(Value, Window, usize),
@@ -434,9 +438,9 @@ impl Builder {
                 }
             }
         }
-        match &options[d.roll() % options.len()] {
-            &Source::Same(v) => v,
-            &Source::Projection(v, window, stride) => self.conv(v, target[1], window, stride, d),
+        match options[d.roll() % options.len()] {
+            Source::Same(v) => v,
+            Source::Projection(v, window, stride) => self.conv(v, target[1], window, stride, d),
         }
     }
 
@@ -474,7 +478,7 @@ impl Builder {
 fn split_sizes(c: usize, d: &mut Dice<'_>) -> Vec<usize> {
     let parts = if c >= 3 { d.pick(&[2, 3]) } else { 2 };
     let unequal = d.flag();
-    if !unequal && c % parts == 0 {
+    if !unequal && c.is_multiple_of(parts) {
         return vec![c / parts; parts];
     }
     let first = d.upto(c - (parts - 1));
@@ -495,7 +499,7 @@ fn shuffle_groups(c: usize) -> Vec<usize> {
 }
 
 fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|d| n % d == 0).collect()
+    (1..=n).filter(|&d| n.is_multiple_of(d)).collect()
 }
 
 fn gcd(a: usize, b: usize) -> usize {

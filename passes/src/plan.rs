@@ -229,7 +229,8 @@ mod tests {
     use super::*;
 
     fn network(body: &str) -> Graph {
-        let text = format!("Network(name: \"t\", input: Image(channels: 4, height: 8, width: 8), body: [{body}])");
+        let text =
+            format!("Network(name: \"t\", input: Image(channels: 4, height: 8, width: 8), body: [{body}])");
         ir::from_ron_str(&text, "t.ron", &ir::BuildOptions::default()).unwrap()
     }
 
@@ -239,7 +240,9 @@ mod tests {
 
     #[test]
     fn a_chain_reuses_memory() {
-        let g = network("Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3)");
+        let g = network(
+            "Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3)",
+        );
         let p = plan(&g, true);
         assert_disjoint(&p);
         let one = 4 * 8 * 8 * 4;
@@ -251,8 +254,13 @@ mod tests {
     fn elementwise_ops_write_in_place_when_their_input_dies() {
         let g = network(r#"Conv(out: 4, kernel: 3, name: "c"), Relu, Sigmoid"#);
         assert_eq!(plan(&g, true).in_place, 2);
-        let shared = network(r#"Conv(out: 4, kernel: 3, name: "c"), Relu, Alias(name: "r"), Add(["r", "c"])"#);
-        assert_eq!(plan(&shared, true).in_place, 1, "relu's input is still read by the add; the add reuses relu's buffer");
+        let shared =
+            network(r#"Conv(out: 4, kernel: 3, name: "c"), Relu, Alias(name: "r"), Add(["r", "c"])"#);
+        assert_eq!(
+            plan(&shared, true).in_place,
+            1,
+            "relu's input is still read by the add; the add reuses relu's buffer"
+        );
     }
 
     #[test]

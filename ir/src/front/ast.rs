@@ -49,14 +49,18 @@ pub enum Act {
 }
 
 /// `bn: true` (batch norm named by position) or `bn: "bn1"` (named).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Bn {
+    #[default]
     Off,
     On,
     Named(String),
 }
 
 /// One statement of a body; each reads the current tensor (or `from:`) and makes a new one.
+// A file's statements are parsed once and expanded once: the size of the largest variant
+// costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub enum Statement {
@@ -213,12 +217,6 @@ impl<'de> Visitor<'de> for ExpressionVisitor {
         }
         let text = format!("[{}]", items.iter().map(|e| e.text.as_str()).collect::<Vec<_>>().join(", "));
         Ok(Expression { expr: Expr::List(items.into_iter().map(|e| e.expr).collect()), text })
-    }
-}
-
-impl Default for Bn {
-    fn default() -> Bn {
-        Bn::Off
     }
 }
 

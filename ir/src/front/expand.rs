@@ -661,7 +661,7 @@ impl Expander<'_> {
         let sizes = match (parts, sizes) {
             (Some(p), None) => {
                 let p = self.size(p, path, "parts", 2)?;
-                if channels % p != 0 {
+                if !channels.is_multiple_of(p) {
                     return Err(self.error(
                         &child(path, key("parts")),
                         format!("cannot split {channels} channels into {p} equal parts"),

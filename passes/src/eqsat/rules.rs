@@ -140,7 +140,8 @@ fn reshape_transpose_to_gather(egraph: &mut Graph, matched: Id, subst: &Subst) -
     let mut channels = Vec::with_capacity(x.channels());
     for plane in t.data.chunks(inner) {
         let first = plane[0] as usize;
-        let intact = first % inner == 0 && plane.iter().enumerate().all(|(j, &v)| v as usize == first + j);
+        let intact =
+            first.is_multiple_of(inner) && plane.iter().enumerate().all(|(j, &v)| v as usize == first + j);
         if !intact {
             return None;
         }
