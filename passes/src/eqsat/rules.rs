@@ -332,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn common_subexpressions_are_shared() {
+        let graph = network(
+            r#"Sequence(name: "a", from: "input", body: [Relu, MaxPool(kernel: 2)]),
+               Sequence(name: "b", from: "input", body: [Relu, MaxPool(kernel: 2)]), Add(["a", "b"])"#,
+        );
+        let weights = ir::Weights::default();
+        let (optimized, _, _) = optimize(&graph, &weights, &all(), &Limits::default());
+        let ops: Vec<&str> = optimized.node_ids().map(|id| optimized.node(id).op.name()).collect();
+        assert_eq!(ops, ["input", "relu", "max_pool", "add"], "{}", ir::print::to_text(&optimized));
+    }
+
+    #[test]
     fn shufflenet_unit_keeps_no_channel_plumbing_copies() {
         let unit = r#"Split(parts: 2, names: ["keep", "x"]),
             Sequence(name: "b", from: "x", body: [Conv(out: 4, kernel: 1, bn: true, act: Relu)]),
