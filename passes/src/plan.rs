@@ -1,7 +1,8 @@
 //! Memory planning: where every value lives in one activation arena.
 //!
 //! Phases:
-//! 1. Placement, in schedule (topological) order. A compute op writes a new buffer; a fused
+//! 1. Placement, in schedule (topological) order. Inputs are copied into the arena when a run
+//!    starts, so every value lives there. A compute op writes a new buffer; a fused
 //!    epilogue, and an element-wise op whose input buffer dies there, write in place. With
 //!    channel views on (`-O2`), `gather`, `split` and `concat` copy nothing: their values are
 //!    tables of channel planes in other buffers, so a concat's inputs stay where their
@@ -26,14 +27,12 @@ pub struct Buffer {
     pub bytes: usize,
     /// Channels (axis 1) of the tensor it was made for.
     pub channels: usize,
-    /// Offset in the arena (inputs live outside it and have offset 0).
+    /// Offset in the arena.
     pub offset: usize,
     /// Schedule step that writes it first.
     pub first: usize,
     /// Last schedule step that reads it.
     pub last: usize,
-    /// Whether it is a graph input, owned by the caller rather than the arena.
-    pub external: bool,
 }
 
 /// Where a value's data is.
@@ -60,18 +59,19 @@ pub struct Plan {
     pub moved_bytes: u64,
     /// Nodes that write into their input's buffer.
     pub in_place: usize,
+    /// Nodes realized as views: they compute nothing at run time.
+    pub views: std::collections::BTreeSet<NodeId>,
 }
 
 impl Plan {
     /// Checks the plan's invariant: buffers alive at the same time never share arena bytes,
     /// and all fit in `peak_bytes`.
     pub fn check(&self) -> Result<(), String> {
-        let arena: Vec<&Buffer> = self.buffers.iter().filter(|b| !b.external).collect();
-        for (i, a) in arena.iter().enumerate() {
+        for (i, a) in self.buffers.iter().enumerate() {
             if a.offset + a.bytes > self.peak_bytes {
                 return Err(format!("{a:?} ends past the arena's {} bytes", self.peak_bytes));
             }
-            for b in &arena[i + 1..] {
+            for b in &self.buffers[i + 1..] {
                 let live_together = a.first <= b.last && b.first <= a.last;
                 let overlap = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
                 if live_together && overlap {
@@ -91,6 +91,7 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
     let mut placements: BTreeMap<Value, Placement> = BTreeMap::new();
     let mut moved_bytes = 0u64;
     let mut in_place = 0;
+    let mut view_nodes = std::collections::BTreeSet::new();
     let last_reader = |v: Value| -> usize {
         let readers = graph.users(v.node).into_iter().filter(|&(_, _, port)| port == v.port);
         let last = readers.map(|(user, _, _)| step_of[&user]).max().unwrap_or(step_of[&v.node]);
@@ -133,6 +134,7 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
             _ => None,
         };
         if let Some(view) = view {
+            view_nodes.insert(id);
             for (port, p) in view.into_iter().enumerate() {
                 placements.insert(Value { node: id, port }, p);
             }
@@ -146,7 +148,6 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
         let reuse = operands.first().and_then(|&x| match placements[&x] {
             Placement::Whole(b)
                 if (node.epilogue || (node.op.is_elementwise() && last_reader(x) == step))
-                    && !buffers[b].external
                     && graph.shape(x) == &node.outputs[0] =>
             {
                 Some(b)
@@ -166,7 +167,6 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
                         offset: 0,
                         first: step,
                         last: step,
-                        external: node.op == Op::Input,
                     });
                     buffers.len() - 1
                 }
@@ -186,7 +186,7 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
         }
     }
     let peak_bytes = assign_offsets(&mut buffers);
-    Plan { schedule, buffers, placements, peak_bytes, moved_bytes, in_place }
+    Plan { schedule, buffers, placements, peak_bytes, moved_bytes, in_place, views: view_nodes }
 }
 
 /// A table that covers one whole buffer in order is that buffer.
@@ -199,7 +199,7 @@ fn simplify(planes: Vec<(usize, usize)>, buffers: &[Buffer]) -> Placement {
 /// Greedy by size: each buffer, largest first, goes to the lowest aligned offset where it does
 /// not overlap a placed buffer that is alive at the same time. Returns the arena's size.
 fn assign_offsets(buffers: &mut [Buffer]) -> usize {
-    let mut order: Vec<usize> = (0..buffers.len()).filter(|&b| !buffers[b].external).collect();
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
     order.sort_by_key(|&b| (std::cmp::Reverse(buffers[b].bytes), b));
     let mut placed: Vec<usize> = Vec::new();
     let mut peak = 0;
@@ -246,7 +246,7 @@ mod tests {
         let p = plan(&g, true);
         assert_disjoint(&p);
         let one = 4 * 8 * 8 * 4;
-        assert_eq!(p.buffers.iter().filter(|b| !b.external).count(), 4);
+        assert_eq!(p.buffers.len(), 5, "the input and four conv outputs");
         assert_eq!(p.peak_bytes, 2 * one, "two buffers suffice for a chain");
     }
 

@@ -1,6 +1,6 @@
 //! Graph -> e-graph, and the extracted e-graph -> Graph with its weights materialized.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use egg::{Extractor, Id};
 
@@ -127,7 +127,7 @@ pub struct Rebuild<'a> {
     out_weights: Weights,
     values: HashMap<Id, Vec<Value>>,
     arrays: HashMap<Id, Array>,
-    used_names: BTreeMap<String, usize>,
+    used_names: BTreeSet<String>,
 }
 
 /// Extracts the cheapest program from `loaded` and rebuilds it as a graph named `name`.
@@ -146,7 +146,7 @@ pub fn extract(loaded: &Loaded, cost: Cost<'_>, weights: &Weights, name: &str) -
         out_weights: Weights::default(),
         values: HashMap::new(),
         arrays: HashMap::new(),
-        used_names: BTreeMap::new(),
+        used_names: BTreeSet::new(),
     };
     for (class, n) in &loaded.inputs {
         let shape = egraph[*class].data.shape().clone();
@@ -217,8 +217,7 @@ impl Rebuild<'_> {
                 let name = match params.first() {
                     Some(&w) => {
                         let base = self.param_root(w).map(|p| p.trim_end_matches(".weight").to_string());
-                        let fallback = self.name(class, op.name(), true);
-                        let n = base.unwrap_or(fallback);
+                        let n = base.unwrap_or_else(|| self.name(class, op.name(), false));
                         self.unique(n)
                     }
                     None => self.name(class, op.name(), false),
@@ -258,9 +257,13 @@ impl Rebuild<'_> {
 
     /// `name`, or `name_1`, `name_2`, ... when taken by an earlier layer with weights.
     fn unique(&mut self, name: String) -> String {
-        let count = self.used_names.entry(name.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 { name } else { format!("{name}_{}", *count - 1) }
+        let taken = |n: &String| self.used_names.contains(n);
+        let candidate = (0..)
+            .map(|k| if k == 0 { name.clone() } else { format!("{name}_{k}") })
+            .find(|c| !taken(c))
+            .expect("some suffix is free");
+        self.used_names.insert(candidate.clone());
+        candidate
     }
 
     /// The parameter at the root of a weight expression, following the tensor being transformed.

@@ -31,13 +31,17 @@ pub fn all() -> Vec<Rewrite<Tensor, Shapes>> {
         rewrite!("max-pool-gather";     "(max_pool ?a (gather ?i ?x))"             => "(gather ?i (max_pool ?a ?x))"),
         rewrite!("avg-pool-gather";     "(avg_pool ?a (gather ?i ?x))"             => "(gather ?i (avg_pool ?a ?x))"),
         rewrite!("global-pool-gather";  "(global_avg_pool (gather ?i ?x))"         => "(gather ?i (global_avg_pool ?x))"),
-        rewrite!("add-gather";          "(add (gather ?i ?a) (gather ?i ?b))"      => "(gather ?i (add ?a ?b))"),
-        rewrite!("mul-gather";          "(mul (gather ?i ?a) (gather ?i ?b))"      => "(gather ?i (mul ?a ?b))"),
+        rewrite!("add-gather";          "(add (gather ?i ?a) (gather ?i ?b))"      => "(gather ?i (add ?a ?b))" if same_channels("?a", "?b")),
+        rewrite!("mul-gather";          "(mul (gather ?i ?a) (gather ?i ?b))"      => "(gather ?i (mul ?a ?b))" if same_channels("?a", "?b")),
         rewrite!("bn-gather";           "(batch_norm ?o (gather ?i ?x) ?g ?b ?m ?v)" => { Compute(batch_norm_of_permutation) }),
         rewrite!("depthwise-gather";    "(conv ?o (gather ?i ?x) ?w ?b)"           => { Compute(depthwise_of_permutation) }),
         rewrite!("conv-absorbs-gather"; "(conv ?o (gather ?i ?x) ?w ?b)"           => { Compute(conv_absorbs_permutation) }),
         rewrite!("linear-absorbs-gather"; "(linear ?o (gather ?i ?x) ?w ?b)"       => { Compute(conv_absorbs_permutation) }),
     ]
+}
+
+fn same_channels(a: &'static str, b: &'static str) -> impl Fn(&mut Graph, Id, &Subst) -> bool {
+    move |egraph, _, subst| n_channels(egraph, subst, a) == n_channels(egraph, subst, b)
 }
 
 /// The rules of `-O1`: folding only.
@@ -97,9 +101,10 @@ fn gather(egraph: &mut Graph, channels: Vec<usize>, x: Id) -> Id {
     egraph.add(Tensor::Gather([c, x]))
 }
 
-/// The inverse of `perm` when it is a permutation of `0..n`.
+/// The inverse of `perm` when it is a permutation of `0..n` other than the identity (which
+/// `gather-identity` removes; rewriting through it would only add equal nodes every iteration).
 fn inverse(perm: &[usize], n: usize) -> Option<Vec<usize>> {
-    if perm.len() != n {
+    if perm.len() != n || perm.iter().enumerate().all(|(k, &p)| k == p) {
         return None;
     }
     let mut inv = vec![usize::MAX; n];
