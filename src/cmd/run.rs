@@ -12,6 +12,8 @@ use super::{InputError, NetworkArgs};
 enum Backend {
     /// The reference interpreter, `ir::eval`: slow and obviously correct.
     Interp,
+    /// Native code for this CPU, compiled through LLVM.
+    Cpu,
 }
 
 /// Flags of `archc run`.
@@ -53,16 +55,30 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .into());
     }
     let graph = args.network.build_with_batch(input.shape[0])?;
+    let expected = graph.node(graph.inputs()[0]).outputs[0].dims();
+    if input.shape != expected {
+        let message = format!("input `input` must have shape {expected:?}, got {:?}", input.shape);
+        return Err(
+            anyhow::Error::new(ir::Error::Input { message }).context(format!("running {}", graph.name()))
+        );
+    }
     let weights = match &args.weights {
         Some(path) => ir::Weights::load(&graph, path)?,
         None => ir::Weights::seeded(&graph, args.seed),
     };
     let opt = passes::optimize(&graph, &weights, args.level.level(), None);
-    let outputs = match args.backend {
-        Backend::Interp => ir::eval::eval(&opt.graph, &opt.weights, &[input])
-            .with_context(|| format!("running {} on {}", graph.name(), args.input.display()))?,
+    let output = match args.backend {
+        Backend::Interp => ir::eval::eval(&opt.graph, &opt.weights, std::slice::from_ref(&input))
+            .with_context(|| format!("running {} on {}", graph.name(), args.input.display()))?
+            .remove(0),
+        Backend::Cpu => {
+            let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 3)
+                .with_context(|| format!("compiling {}", graph.name()))?;
+            let shape = opt.graph.shape(opt.graph.outputs()[0]).dims().to_vec();
+            ir::Tensor::new(&shape, model.run(&input.data))
+        }
     };
-    let output = &outputs[0];
+    let output = &output;
     crate::npy::write(&args.output, output)?;
     if let Some(k) = args.top {
         print_top(output, k)?;

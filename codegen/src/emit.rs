@@ -1,0 +1,141 @@
+//! A small writer of textual LLVM IR: fresh SSA names, counted loops, plane addressing.
+//!
+//! Loop counters live in `alloca`s of the function's entry block and LLVM's `mem2reg` turns them
+//! into registers; this keeps the writer free of phi bookkeeping. The IR is then parsed by LLVM
+//! (through inkwell) and optimized like any front-end's output.
+
+use std::fmt::Write;
+
+/// One function's body being written.
+pub struct Function {
+    allocas: String,
+    body: String,
+    next: usize,
+}
+
+impl Function {
+    /// An empty body.
+    pub fn new() -> Function {
+        Function { allocas: String::new(), body: String::new(), next: 0 }
+    }
+
+    /// A fresh SSA name with a readable prefix.
+    pub fn fresh(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("%{prefix}{}", self.next)
+    }
+
+    /// Appends one instruction line.
+    pub fn line(&mut self, text: impl AsRef<str>) {
+        self.body.push_str("  ");
+        self.body.push_str(text.as_ref());
+        self.body.push('\n');
+    }
+
+    /// Assigns the result of `rhs` to a fresh register and returns its name.
+    pub fn let_(&mut self, prefix: &str, rhs: impl AsRef<str>) -> String {
+        let r = self.fresh(prefix);
+        self.line(format!("{r} = {}", rhs.as_ref()));
+        r
+    }
+
+    /// Emits `for i in 0..count { body(i) }` with an `i64` counter.
+    pub fn count(&mut self, count: usize, body: impl FnOnce(&mut Function, &str)) {
+        let slot = self.fresh("slot");
+        writeln!(self.allocas, "  {slot} = alloca i64").expect("writing to a String");
+        let (cond, run, done) = (self.fresh("cond"), self.fresh("body"), self.fresh("done"));
+        let label = |l: &str| l.trim_start_matches('%').to_string();
+        self.line(format!("store i64 0, ptr {slot}"));
+        self.line(format!("br label {cond}"));
+        self.body.push_str(&format!("{}:\n", label(&cond)));
+        let i = self.let_("i", format!("load i64, ptr {slot}"));
+        let more = self.let_("more", format!("icmp slt i64 {i}, {count}"));
+        self.line(format!("br i1 {more}, label {run}, label {done}"));
+        self.body.push_str(&format!("{}:\n", label(&run)));
+        body(self, &i);
+        let next = self.let_("next", format!("add i64 {i}, 1"));
+        self.line(format!("store i64 {next}, ptr {slot}"));
+        self.line(format!("br label {cond}"));
+        self.body.push_str(&format!("{}:\n", label(&done)));
+    }
+
+    /// Emits `if cond { body }`.
+    pub fn when(&mut self, cond: &str, body: impl FnOnce(&mut Function)) {
+        let (then, end) = (self.fresh("then"), self.fresh("end"));
+        self.line(format!("br i1 {cond}, label {then}, label {end}"));
+        self.body.push_str(&format!("{}:\n", then.trim_start_matches('%')));
+        body(self);
+        self.line(format!("br label {end}"));
+        self.body.push_str(&format!("{}:\n", end.trim_start_matches('%')));
+    }
+
+    /// A stack slot for an f32 accumulator, initialized to `init`.
+    pub fn accumulator(&mut self, init: &str) -> String {
+        let slot = self.fresh("acc");
+        writeln!(self.allocas, "  {slot} = alloca float").expect("writing to a String");
+        self.line(format!("store float {init}, ptr {slot}"));
+        slot
+    }
+
+    /// `ptr + index` floats.
+    pub fn float_at(&mut self, ptr: &str, index: &str) -> String {
+        self.let_("p", format!("getelementptr inbounds float, ptr {ptr}, i64 {index}"))
+    }
+
+    /// Loads `ptr[index]`.
+    pub fn load(&mut self, ptr: &str, index: &str) -> String {
+        let p = self.float_at(ptr, index);
+        self.let_("v", format!("load float, ptr {p}"))
+    }
+
+    /// Stores `value` to `ptr[index]`.
+    pub fn store(&mut self, value: &str, ptr: &str, index: &str) {
+        let p = self.float_at(ptr, index);
+        self.line(format!("store float {value}, ptr {p}"));
+    }
+
+    /// `a * b + c` as one fused multiply-add.
+    pub fn fma(&mut self, a: &str, b: &str, c: &str) -> String {
+        self.let_("f", format!("call float @llvm.fmuladd.f32(float {a}, float {b}, float {c})"))
+    }
+
+    /// Integer arithmetic on i64: `op a, b`.
+    pub fn int(&mut self, op: &str, a: &str, b: impl std::fmt::Display) -> String {
+        self.let_("n", format!("{op} i64 {a}, {b}"))
+    }
+
+    /// The function as text, with its signature line.
+    pub fn finish(self, signature: &str) -> String {
+        format!("{signature} {{\nentry:\n{}{}  ret void\n}}\n", self.allocas, self.body)
+    }
+}
+
+/// An f32 constant in the exact hexadecimal form LLVM requires.
+pub fn float(x: f32) -> String {
+    format!("0x{:016X}", f64::from(x).to_bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_are_exact() {
+        assert_eq!(float(1.0), "0x3FF0000000000000");
+        assert_eq!(float(0.1), format!("0x{:016X}", f64::from(0.1f32).to_bits()));
+    }
+
+    #[test]
+    fn loops_nest_with_unique_labels() {
+        let mut f = Function::new();
+        f.count(3, |f, i| {
+            f.count(4, |f, j| {
+                f.int("add", i, j);
+            })
+        });
+        let text = f.finish("define void @t()");
+        assert_eq!(text.matches("alloca i64").count(), 2);
+        assert_eq!(text.matches("icmp slt i64").count(), 2);
+        assert!(text.ends_with("  ret void\n}\n"));
+    }
+}
