@@ -266,6 +266,32 @@ fn opt_prints_and_explains() {
 }
 
 #[test]
+fn native_code_matches_torchvision() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("y.npy");
+    let fixture = "ir/tests/parity/shufflenet_v2_x0_5";
+    let res = archc(&[
+        "run",
+        "zoo/shufflenet_v2_x0_5.ron",
+        "-O2",
+        "--backend",
+        "cpu",
+        "--set",
+        "resolution=64",
+        "--set",
+        "classes=10",
+        "--weights",
+        &format!("{fixture}.safetensors"),
+        "--input",
+        &format!("{fixture}.input.npy"),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(res.status.success(), "{}", stderr(&res));
+    assert_matches_fixture(&out, fixture);
+}
+
+#[test]
 fn run_at_o2_still_matches_torchvision() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("y.npy");
