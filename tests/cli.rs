@@ -105,6 +105,32 @@ fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
     w.finish().unwrap();
 }
 
+/// Runs `archc run` on a parity fixture (`ir/tests/parity/MODEL.*`, network and overrides
+/// from its JSON) with `extra` flags, and asserts that the output equals torch's within 1e-4
+/// relative. Returns the run's output.
+fn run_on_fixture(model: &str, extra: &[&str]) -> Output {
+    let fixture = format!("ir/tests/parity/{model}");
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/{fixture}.json", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("y.npy");
+    let (weights, input) = (format!("{fixture}.safetensors"), format!("{fixture}.input.npy"));
+    let mut args = vec!["run", spec["network"].as_str().unwrap(), "--weights", &weights, "--input", &input];
+    args.extend(["--output", out.to_str().unwrap()]);
+    let overrides: Vec<String> =
+        spec["overrides"].as_object().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for o in &overrides {
+        args.extend(["--set", o]);
+    }
+    args.extend(extra);
+    let res = archc(&args);
+    assert!(res.status.success(), "{}", stderr(&res));
+    assert_matches_fixture(&out, &fixture);
+    res
+}
+
 /// Asserts that the array at `out` equals the fixture's torch output within 1e-4 relative.
 fn assert_matches_fixture(out: &Path, fixture: &str) {
     let read = |p: &Path| {
@@ -120,35 +146,7 @@ fn assert_matches_fixture(out: &Path, fixture: &str) {
 
 #[test]
 fn run_matches_torchvision_through_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("y.npy");
-    let fixture = "ir/tests/parity/shufflenet_v2_x0_5";
-    let res = archc(&[
-        "run",
-        "zoo/shufflenet_v2_x0_5.ron",
-        "--set",
-        "resolution=64",
-        "--set",
-        "classes=10",
-        "--weights",
-        &format!("{fixture}.safetensors"),
-        "--input",
-        &format!("{fixture}.input.npy"),
-        "--output",
-        out.to_str().unwrap(),
-        "--top",
-        "3",
-    ]);
-    assert!(res.status.success(), "{}", stderr(&res));
-    let read = |p: &Path| {
-        let bytes = std::fs::read(p).unwrap();
-        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<f32>().unwrap()
-    };
-    let (ours, torch) =
-        (read(&out), read(Path::new(&format!("{}/{fixture}.output.npy", env!("CARGO_MANIFEST_DIR")))));
-    let max_diff = ours.iter().zip(&torch).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    let max_ref = torch.iter().map(|b| b.abs()).fold(0.0, f32::max);
-    assert!(max_diff / max_ref < 1e-4, "{max_diff} / {max_ref}");
+    let res = run_on_fixture("shufflenet_v2_x0_5", &["--top", "3"]);
     let text = stdout(&res);
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.starts_with("item 0: "), "{text}");
@@ -267,52 +265,10 @@ fn opt_prints_and_explains() {
 
 #[test]
 fn native_code_matches_torchvision() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("y.npy");
-    let fixture = "ir/tests/parity/shufflenet_v2_x0_5";
-    let res = archc(&[
-        "run",
-        "zoo/shufflenet_v2_x0_5.ron",
-        "-O2",
-        "--backend",
-        "cpu",
-        "--set",
-        "resolution=64",
-        "--set",
-        "classes=10",
-        "--weights",
-        &format!("{fixture}.safetensors"),
-        "--input",
-        &format!("{fixture}.input.npy"),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(res.status.success(), "{}", stderr(&res));
-    assert_matches_fixture(&out, fixture);
+    run_on_fixture("shufflenet_v2_x0_5", &["-O2", "--backend", "cpu"]);
 }
 
 #[test]
 fn run_at_o2_still_matches_torchvision() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("y.npy");
-    let fixture = "ir/tests/parity/mobilenet_v2";
-    let res = archc(&[
-        "run",
-        "zoo/mobilenet_v2.ron",
-        "-O2",
-        "--set",
-        "resolution=64",
-        "--set",
-        "classes=10",
-        "--set",
-        "width=0.35",
-        "--weights",
-        &format!("{fixture}.safetensors"),
-        "--input",
-        &format!("{fixture}.input.npy"),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(res.status.success(), "{}", stderr(&res));
-    assert_matches_fixture(&out, fixture);
+    run_on_fixture("mobilenet_v2", &["-O2"]);
 }

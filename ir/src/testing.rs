@@ -577,6 +577,38 @@ fn fnv(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// Every network file of the repository's zoo (`zoo/**/*.ron`), sorted.
+pub fn zoo_networks() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("the zoo is readable") {
+            let path = entry.expect("the zoo is readable").path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|e| e == "ron") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zoo"), &mut files);
+    files.sort();
+    files
+}
+
+/// A zoo network at a small input size, so the reference interpreter stays quick: 32 pixels
+/// for ImageNet networks (enough for five stride-2 stages), 8 for the guideline blocks (which
+/// never downsample); MNIST and CIFAR networks keep theirs.
+pub fn small_zoo_network(path: &std::path::Path, batch: usize) -> Graph {
+    let text = std::fs::read_to_string(path).expect("the zoo is readable");
+    let resolution = if text.contains("\"resolution\": 56") { "8" } else { "32" };
+    let overrides = if text.contains("\"resolution\"") {
+        vec![("resolution".to_string(), resolution.to_string())]
+    } else {
+        Vec::new()
+    };
+    crate::from_ron_file(path, &crate::BuildOptions { batch, overrides }).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,37 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use ir::testing::{random_input, small_zoo_network, zoo_networks};
 use passes::Level;
 
 fn zoo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../zoo")
-}
-
-/// Every network file under the zoo, sorted.
-fn networks(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(networks(&path));
-        } else if path.extension().is_some_and(|e| e == "ron") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
-}
-
-/// The network at a small input size (the reference interpreter is slow), batch 2.
-fn small(path: &Path) -> ir::Graph {
-    let text = std::fs::read_to_string(path).unwrap();
-    let resolution = if text.contains("\"resolution\": 56") { "8" } else { "32" };
-    let overrides = if text.contains("\"resolution\"") {
-        vec![("resolution".to_string(), resolution.to_string())]
-    } else {
-        vec![]
-    };
-    ir::from_ron_file(path, &ir::BuildOptions { batch: 2, overrides }).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn count(graph: &ir::Graph, op: &str) -> usize {
@@ -42,13 +16,11 @@ fn count(graph: &ir::Graph, op: &str) -> usize {
 
 #[test]
 fn optimized_zoo_computes_the_same_outputs() {
-    for path in networks(&zoo()) {
-        let name = path.strip_prefix(zoo()).unwrap().display().to_string();
-        let graph = small(&path);
+    for path in zoo_networks() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let graph = small_zoo_network(&path, 2);
         let weights = ir::Weights::seeded(&graph, 11);
-        let shape = graph.node(graph.inputs()[0]).outputs[0].dims().to_vec();
-        let n: usize = shape.iter().product();
-        let x = ir::Tensor::new(&shape, (0..n).map(|i| ((i * 7919) % 251) as f32 / 125.0 - 1.0).collect());
+        let x = random_input(graph.node(graph.inputs()[0]).outputs[0].dims(), 11);
         let reference = ir::eval::eval(&graph, &weights, std::slice::from_ref(&x)).unwrap();
         for level in [Level::O1, Level::O2] {
             let opt = passes::optimize(&graph, &weights, level, None);
@@ -81,7 +53,7 @@ fn shufflenet_v2_moves_no_bytes_at_o2() {
 #[test]
 fn o2_ir_of_every_zoo_network() {
     insta::glob!("../../zoo", "**/*.ron", |path| {
-        let graph = small(path);
+        let graph = small_zoo_network(path, 2);
         let weights = ir::Weights::seeded(&graph, 0);
         let opt = passes::optimize(&graph, &weights, Level::O2, None);
         insta::assert_snapshot!(ir::print::to_text(&opt.graph));
