@@ -1,13 +1,13 @@
 //! Every zoo network compiled at `-O0` and `-O2` against `ir::eval`.
 
-use ir::testing::{random_input, small_zoo_network, zoo_networks};
+use ir::testing::{for_each_parallel, random_input, small_zoo_network, zoo_networks};
 use passes::Level;
 
 #[test]
 fn compiled_zoo_matches_eval() {
-    for path in zoo_networks() {
+    for_each_parallel(&zoo_networks(), |path| {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let graph = small_zoo_network(&path, 2);
+        let graph = small_zoo_network(path, 2);
         let weights = ir::Weights::seeded(&graph, 3);
         let x = random_input(graph.node(graph.inputs()[0]).outputs[0].dims(), 3);
         let reference = ir::eval::eval(&graph, &weights, std::slice::from_ref(&x)).unwrap();
@@ -19,5 +19,5 @@ fn compiled_zoo_matches_eval() {
             let err = out.relative_error(&reference[0]);
             assert!(err < 1e-4, "{name} at {level:?}: relative error {err}");
         }
-    }
+    });
 }

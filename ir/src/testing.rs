@@ -609,6 +609,22 @@ pub fn small_zoo_network(path: &std::path::Path, batch: usize) -> Graph {
     crate::from_ron_file(path, &crate::BuildOptions { batch, overrides }).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Calls `f` on every item, spread over the machine's cores (the zoo tests are long loops of
+/// independent networks). A panic in any call fails the caller once all calls have ended.
+pub fn for_each_parallel<T: Sync>(items: &[T], f: impl Fn(&T) + Sync) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(item) = items.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    f(item);
+                }
+            });
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

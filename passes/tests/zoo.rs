@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ir::testing::{random_input, small_zoo_network, zoo_networks};
+use ir::testing::{for_each_parallel, random_input, small_zoo_network, zoo_networks};
 use passes::Level;
 
 fn zoo() -> PathBuf {
@@ -16,9 +16,9 @@ fn count(graph: &ir::Graph, op: &str) -> usize {
 
 #[test]
 fn optimized_zoo_computes_the_same_outputs() {
-    for path in zoo_networks() {
+    for_each_parallel(&zoo_networks(), |path| {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let graph = small_zoo_network(&path, 2);
+        let graph = small_zoo_network(path, 2);
         let weights = ir::Weights::seeded(&graph, 11);
         let x = random_input(graph.node(graph.inputs()[0]).outputs[0].dims(), 11);
         let reference = ir::eval::eval(&graph, &weights, std::slice::from_ref(&x)).unwrap();
@@ -30,7 +30,7 @@ fn optimized_zoo_computes_the_same_outputs() {
             opt.plan.check().unwrap_or_else(|e| panic!("{name} at {level:?}: {e}"));
             assert_eq!(count(&opt.graph, "batch_norm"), 0, "{name} at {level:?} keeps a batch norm");
         }
-    }
+    });
 }
 
 #[test]
