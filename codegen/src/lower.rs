@@ -293,7 +293,10 @@ impl Lowering<'_> {
                 self.remap(&mut f, operands[0], out, &(0..n).collect::<Vec<_>>());
             }
             Op::Transpose { perm } => {
-                let index = transpose_index(self.graph.shape(operands[0]).dims(), perm);
+                // One batch item's worth: the batch axis never moves.
+                let mut item = self.graph.shape(operands[0]).dims().to_vec();
+                item[0] = 1;
+                let index = ir::eval::transpose_sources(&item, perm);
                 self.remap(&mut f, operands[0], out, &index);
             }
             Op::Softmax => self.softmax(&mut f, operands[0], out),
@@ -603,21 +606,4 @@ impl Lowering<'_> {
             });
         });
     }
-}
-
-/// For a transpose of the non-batch axes, the input item element each output item element reads.
-fn transpose_index(dims: &[usize], perm: &[usize]) -> Vec<usize> {
-    let item = &dims[1..];
-    let out: Vec<usize> = perm.iter().map(|&p| item[p]).collect();
-    let stride = |shape: &[usize]| -> Vec<usize> {
-        let mut s = vec![1; shape.len()];
-        for i in (0..shape.len().saturating_sub(1)).rev() {
-            s[i] = s[i + 1] * shape[i + 1];
-        }
-        s
-    };
-    let (in_strides, out_strides) = (stride(item), stride(&out));
-    (0..out.iter().product())
-        .map(|i| (0..out.len()).map(|k| (i / out_strides[k]) % out[k] * in_strides[perm[k]]).sum())
-        .collect()
 }

@@ -296,19 +296,27 @@ fn softmax(x: &Tensor) -> Tensor {
 }
 
 fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
+    let sources = transpose_sources(&x.shape, perm);
+    let mut dims = vec![x.shape[0]];
+    dims.extend(perm.iter().map(|&p| x.shape[p + 1]));
+    Tensor::new(&dims, sources.iter().map(|&i| x.data[i]).collect())
+}
+
+/// For a transpose of the non-batch axes of a row-major tensor of `shape`, the flat input
+/// index each output element reads, in output order. Code generation and the rewrite rules
+/// use it too, so that a transpose means one thing everywhere.
+pub fn transpose_sources(shape: &[usize], perm: &[usize]) -> Vec<usize> {
     // Full permutation including the batch axis, which stays first.
     let full: Vec<usize> = std::iter::once(0).chain(perm.iter().map(|p| p + 1)).collect();
-    let out_shape: Vec<usize> = full.iter().map(|&a| x.shape[a]).collect();
-    let in_strides = strides(&x.shape);
+    let out_shape: Vec<usize> = full.iter().map(|&a| shape[a]).collect();
+    let in_strides = strides(shape);
     let out_strides = strides(&out_shape);
-    let mut y = Tensor::zeros(&out_shape);
-    for (i, v) in y.data.iter_mut().enumerate() {
-        // Output coordinate along axis k is the input coordinate along axis full[k].
-        let src: usize =
-            (0..out_shape.len()).map(|k| (i / out_strides[k]) % out_shape[k] * in_strides[full[k]]).sum();
-        *v = x.data[src];
-    }
-    y
+    // Output coordinate along axis k is the input coordinate along axis full[k].
+    (0..out_shape.iter().product())
+        .map(|i| {
+            (0..out_shape.len()).map(|k| (i / out_strides[k]) % out_shape[k] * in_strides[full[k]]).sum()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -78,10 +78,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ir::Tensor::new(&shape, model.run(&input.data))
         }
     };
-    let output = &output;
-    crate::npy::write(&args.output, output)?;
+    crate::npy::write(&args.output, &output)?;
     if let Some(k) = args.top {
-        print_top(output, k)?;
+        print_top(&output, k)?;
     }
     Ok(())
 }

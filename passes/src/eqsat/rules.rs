@@ -128,25 +128,27 @@ fn shuffle_to_gather(egraph: &mut Graph, _matched: Id, subst: &Subst) -> Option<
 }
 
 /// Recognizes reshape -> transpose -> reshape chains that only reorder channels (PyTorch's way
-/// of writing a shuffle) by running them on a tensor of element indices.
+/// of writing a shuffle): reshapes keep the row-major order, so the chain moves elements as its
+/// transpose does, and it is a channel permutation when every output plane is a whole input
+/// plane, in order.
 fn reshape_transpose_to_gather(egraph: &mut Graph, matched: Id, subst: &Subst) -> Option<Id> {
     let x = data(egraph, subst, "?x").shape().clone();
     let result = egraph[matched].data.shape();
     if result != &x || x.rank() < 2 {
         return None;
     }
-    let one = |d: &[usize]| std::iter::once(1).chain(d[1..].iter().copied()).collect::<Vec<_>>();
-    let item = ir::Tensor::new(&one(x.dims()), (0..x.item_numel()).map(|i| i as f32).collect());
-    let mut t = item;
-    for name in ["?r", "?t", "?s"] {
-        t = ir::eval::apply(op(egraph, subst, name), &[&t], &[]).remove(0);
-    }
+    let (ir::Op::Reshape { shape }, ir::Op::Transpose { perm }) =
+        (op(egraph, subst, "?r"), op(egraph, subst, "?t"))
+    else {
+        unreachable!("matched a reshape and a transpose")
+    };
+    let item: Vec<usize> = std::iter::once(1).chain(shape.iter().copied()).collect();
+    let sources = ir::eval::transpose_sources(&item, perm);
     let inner = x.item_numel() / x.channels();
     let mut channels = Vec::with_capacity(x.channels());
-    for plane in t.data.chunks(inner) {
-        let first = plane[0] as usize;
-        let intact =
-            first.is_multiple_of(inner) && plane.iter().enumerate().all(|(j, &v)| v as usize == first + j);
+    for plane in sources.chunks(inner) {
+        let first = plane[0];
+        let intact = first.is_multiple_of(inner) && plane.iter().enumerate().all(|(j, &v)| v == first + j);
         if !intact {
             return None;
         }
