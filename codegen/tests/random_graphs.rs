@@ -25,3 +25,24 @@ proptest! {
         }
     }
 }
+
+/// Found by the property test: a split of a reshape that regrouped a transpose's channels read
+/// planes of the transpose's size; the memory plan made that reshape a view of a buffer with
+/// other channels.
+#[test]
+fn split_after_a_channel_regrouping_reshape() {
+    let text = r#"Network(name: "r", input: Image(channels: 2, height: 4, width: 1), body: [
+        Reshape(shape: [1, 2, 4, 1]), Transpose(perm: [2, 1, 0, 3]), Reshape(shape: [2, 4, 1]),
+        Split(parts: 2, names: ["a", "b"]), Sequence(name: "bn", from: "a", body: [BatchNorm()]),
+        Concat(["bn", "b"]), Linear(out: 9, bias: false)])"#;
+    let graph = ir::from_ron_str(text, "r.ron", &ir::BuildOptions::default()).unwrap();
+    let weights = random_weights(&graph, 1);
+    let input = random_input(&[1, 2, 4, 1], 1);
+    let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+    for level in [Level::O0, Level::O2] {
+        let opt = passes::optimize(&graph, &weights, level, None);
+        let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 0).unwrap();
+        let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+        assert!(out.relative_error(&expected[0]) < 1e-4, "{level:?}");
+    }
+}

@@ -7,7 +7,7 @@
 //!    channel views on (`-O2`), `gather`, `split` and `concat` copy nothing: their values are
 //!    tables of channel planes in other buffers, so a concat's inputs stay where their
 //!    producers wrote them and a shuffle is only a reordered table. Reshapes of a whole buffer
-//!    are views too. What remains a copy counts in `moved_bytes`.
+//!    that keep its channels are views too. What remains a copy counts in `moved_bytes`.
 //! 2. Liveness: a buffer lives from its producer's step to the last step that reads any value
 //!    placed in it (to the end for graph outputs).
 //! 3. Offsets: greedy by size (largest first, each at the lowest offset free for its whole
@@ -127,9 +127,13 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
                 let planes = operands.iter().flat_map(|&v| planes_of(v, &placements)).collect();
                 Some(vec![simplify(planes, &buffers)])
             }
+            // A reshape is a view of a whole buffer only when it keeps the buffer's channels:
+            // channel tables count planes in the buffer's own layout.
             Op::Flatten | Op::Reshape { .. } => match &placements[&operands[0]] {
-                Placement::Whole(b) => Some(vec![Placement::Whole(*b)]),
-                Placement::Planes(_) => None,
+                Placement::Whole(b) if node.outputs[0].channels() == buffers[*b].channels => {
+                    Some(vec![Placement::Whole(*b)])
+                }
+                _ => None,
             },
             _ => None,
         };
@@ -236,6 +240,21 @@ mod tests {
 
     fn assert_disjoint(plan: &Plan) {
         plan.check().unwrap();
+    }
+
+    #[test]
+    fn only_reshapes_that_keep_channels_are_views() {
+        // Channel tables count planes in a buffer's own layout: a reshape to other channels
+        // must get a buffer of its own, or a split after it would address the wrong planes.
+        let g = network(
+            r#"Reshape(shape: [4, 64]), Reshape(shape: [2, 128]), Split(parts: 2, names: ["a", "b"])"#,
+        );
+        let p = plan(&g, true);
+        let reshapes: Vec<NodeId> =
+            g.node_ids().filter(|&id| matches!(g.node(id).op, Op::Reshape { .. })).collect();
+        assert!(p.views.contains(&reshapes[0]), "[4, 64] keeps the 4 channels of [4, 8, 8]");
+        assert!(!p.views.contains(&reshapes[1]), "[2, 128] regroups them");
+        assert_eq!(p.moved_bytes, 4 * 8 * 8 * 4);
     }
 
     #[test]
