@@ -32,9 +32,7 @@ mod tests {
     use super::*;
 
     fn build(body: &str) -> Graph {
-        let text =
-            format!("Network(name: \"t\", input: Image(channels: 4, height: 3, width: 3), body: [{body}])");
-        ir::from_ron_str(&text, "t.ron", &ir::BuildOptions::default()).unwrap()
+        crate::test_network(1, 4, 3, body)
     }
 
     #[test]

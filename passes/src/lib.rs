@@ -14,6 +14,17 @@ pub use mark_epilogues::mark_epilogues;
 
 use ir::{Graph, Weights};
 
+/// The crate's one way for unit tests to build a network: `body` (RON statements) over an
+/// input of `[batch, channels, side, side]`.
+#[cfg(test)]
+fn test_network(batch: usize, channels: usize, side: usize, body: &str) -> Graph {
+    let text = format!(
+        "Network(name: \"t\", input: Image(channels: {channels}, height: {side}, width: {side}), body: [{body}])"
+    );
+    let options = ir::BuildOptions { batch, overrides: Vec::new() };
+    ir::from_ron_str(&text, "t.ron", &options).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// An optimization level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum Level {

@@ -44,9 +44,7 @@ mod tests {
     use super::*;
 
     fn marked(body: &str) -> String {
-        let text =
-            format!("Network(name: \"t\", input: Image(channels: 4, height: 3, width: 3), body: [{body}])");
-        let mut g = ir::from_ron_str(&text, "t.ron", &ir::BuildOptions::default()).unwrap();
+        let mut g = crate::test_network(1, 4, 3, body);
         let mut w = Weights::seeded(&g, 0);
         mark_epilogues(&mut g, &mut w);
         ir::verify(&g).unwrap();

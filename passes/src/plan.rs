@@ -233,9 +233,7 @@ mod tests {
     use super::*;
 
     fn network(body: &str) -> Graph {
-        let text =
-            format!("Network(name: \"t\", input: Image(channels: 4, height: 8, width: 8), body: [{body}])");
-        ir::from_ron_str(&text, "t.ron", &ir::BuildOptions::default()).unwrap()
+        crate::test_network(1, 4, 8, body)
     }
 
     fn assert_disjoint(plan: &Plan) {

@@ -255,10 +255,7 @@ mod tests {
 
     /// A network over an 8-channel 4x4 input with `body` as its statements.
     fn network(body: &str) -> ir::Graph {
-        let text =
-            format!("Network(name: \"t\", input: Image(channels: 8, height: 4, width: 4), body: [{body}])");
-        let options = ir::BuildOptions { batch: 2, overrides: Vec::new() };
-        ir::from_ron_str(&text, "t.ron", &options).unwrap_or_else(|e| panic!("{e}"))
+        crate::test_network(2, 8, 4, body)
     }
 
     /// Saturates with every rule; returns how often `rule` applied, after checking that the
