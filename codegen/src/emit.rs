@@ -39,8 +39,9 @@ impl Function {
         r
     }
 
-    /// Emits `for i in 0..count { body(i) }` with an `i64` counter.
-    pub fn count(&mut self, count: usize, body: impl FnOnce(&mut Function, &str)) {
+    /// Emits `for i in 0..count { body(i) }` with an `i64` counter; `count` is a constant or
+    /// an `i64` register.
+    pub fn count(&mut self, count: impl std::fmt::Display, body: impl FnOnce(&mut Function, &str)) {
         let slot = self.fresh("slot");
         writeln!(self.allocas, "  {slot} = alloca i64").expect("writing to a String");
         let (cond, run, done) = (self.fresh("cond"), self.fresh("body"), self.fresh("done"));
@@ -71,10 +72,62 @@ impl Function {
 
     /// A stack slot for an f32 accumulator, initialized to `init`.
     pub fn accumulator(&mut self, init: &str) -> String {
+        self.slot(Ty::Scalar, init)
+    }
+
+    /// A stack slot of type `ty` (promoted to a register by LLVM), initialized to `init`.
+    pub fn slot(&mut self, ty: Ty, init: &str) -> String {
         let slot = self.fresh("acc");
-        writeln!(self.allocas, "  {slot} = alloca float").expect("writing to a String");
-        self.line(format!("store float {init}, ptr {slot}"));
+        writeln!(self.allocas, "  {slot} = alloca {}, align 64", ty.name()).expect("writing to a String");
+        self.line(format!("store {} {init}, ptr {slot}", ty.name()));
         slot
+    }
+
+    /// A stack array of `count` pointers, allocated once per call.
+    pub fn pointer_array(&mut self, count: usize) -> String {
+        let array = self.fresh("ptrs");
+        writeln!(self.allocas, "  {array} = alloca [{} x ptr]", count.max(1)).expect("writing to a String");
+        array
+    }
+
+    /// `array[index]` of an array of pointers.
+    pub fn pointer_at(&mut self, array: &str, index: &str) -> String {
+        self.let_("pp", format!("getelementptr inbounds ptr, ptr {array}, i64 {index}"))
+    }
+
+    /// `value` in every lane of a `lanes`-wide vector.
+    pub fn splat(&mut self, value: &str, lanes: usize) -> String {
+        let one = self.let_("one", format!("insertelement <{lanes} x float> poison, float {value}, i64 0"));
+        self.let_(
+            "splat",
+            format!("shufflevector <{lanes} x float> {one}, <{lanes} x float> poison, <{lanes} x i32> zeroinitializer"),
+        )
+    }
+
+    /// Loads a value of type `ty` from `ptr + index` floats; lanes where `mask` is false are
+    /// not read and come out zero.
+    pub fn load_ty(&mut self, ty: Ty, ptr: &str, index: &str, mask: Option<&str>) -> String {
+        let p = self.float_at(ptr, index);
+        match (ty, mask) {
+            (Ty::Vector(l), Some(m)) => self.let_(
+                "v",
+                format!(
+                    "call <{l} x float> @llvm.masked.load.v{l}f32.p0(ptr {p}, i32 4, <{l} x i1> {m}, <{l} x float> zeroinitializer)"
+                ),
+            ),
+            _ => self.let_("v", format!("load {}, ptr {p}, align 4", ty.name())),
+        }
+    }
+
+    /// Stores `value` of type `ty` to `ptr + index` floats, only the lanes where `mask` is true.
+    pub fn store_ty(&mut self, ty: Ty, value: &str, ptr: &str, index: &str, mask: Option<&str>) {
+        let p = self.float_at(ptr, index);
+        match (ty, mask) {
+            (Ty::Vector(l), Some(m)) => self.line(format!(
+                "call void @llvm.masked.store.v{l}f32.p0(<{l} x float> {value}, ptr {p}, i32 4, <{l} x i1> {m})"
+            )),
+            _ => self.line(format!("store {} {value}, ptr {p}, align 4", ty.name())),
+        }
     }
 
     /// `ptr + index` floats.
@@ -100,14 +153,82 @@ impl Function {
     }
 
     /// Integer arithmetic on i64: `op a, b`.
-    pub fn int(&mut self, op: &str, a: &str, b: impl std::fmt::Display) -> String {
+    pub fn int(&mut self, op: &str, a: impl std::fmt::Display, b: impl std::fmt::Display) -> String {
         self.let_("n", format!("{op} i64 {a}, {b}"))
+    }
+
+    /// The smaller of two unsigned `i64`s.
+    pub fn umin(&mut self, a: impl std::fmt::Display, b: impl std::fmt::Display) -> String {
+        self.let_("min", format!("call i64 @llvm.umin.i64(i64 {a}, i64 {b})"))
+    }
+
+    /// `ceil(a / b)` of unsigned `i64`s.
+    pub fn ceil_div(&mut self, a: &str, b: usize) -> String {
+        let up = self.int("add", a, b - 1);
+        self.int("udiv", &up, b)
     }
 
     /// The function as text, with its signature line.
     pub fn finish(self, signature: &str) -> String {
         format!("{signature} {{\nentry:\n{}{}  ret void\n}}\n", self.allocas, self.body)
     }
+}
+
+/// The type of values an element-wise computation works on: one float or a vector of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// `float`.
+    Scalar,
+    /// `<lanes x float>`.
+    Vector(usize),
+}
+
+impl Ty {
+    /// The LLVM type.
+    pub fn name(self) -> String {
+        match self {
+            Ty::Scalar => "float".into(),
+            Ty::Vector(l) => format!("<{l} x float>"),
+        }
+    }
+
+    /// The suffix of overloaded intrinsics: `f32` or `v16f32`.
+    pub fn suffix(self) -> String {
+        match self {
+            Ty::Scalar => "f32".into(),
+            Ty::Vector(l) => format!("v{l}f32"),
+        }
+    }
+
+    /// The constant `x` of this type.
+    pub fn constant(self, x: f32) -> String {
+        match self {
+            Ty::Scalar => float(x),
+            Ty::Vector(l) => format!("<{}>", vec![format!("float {}", float(x)); l].join(", ")),
+        }
+    }
+}
+
+/// Declarations of the intrinsics generated code may call, for scalars and `lanes`-wide vectors.
+pub fn intrinsics(lanes: usize) -> String {
+    let mut out = String::new();
+    for ty in [Ty::Scalar, Ty::Vector(lanes)] {
+        let (t, s) = (ty.name(), ty.suffix());
+        writeln!(out, "declare {t} @llvm.fmuladd.{s}({t}, {t}, {t})").expect("writing to a String");
+        for unary in ["exp"] {
+            writeln!(out, "declare {t} @llvm.{unary}.{s}({t})").expect("writing to a String");
+        }
+        for binary in ["maxnum", "minnum"] {
+            writeln!(out, "declare {t} @llvm.{binary}.{s}({t}, {t})").expect("writing to a String");
+        }
+    }
+    writeln!(out, "declare i64 @llvm.umin.i64(i64, i64)").expect("writing to a String");
+    let l = lanes;
+    writeln!(out, "declare <{l} x float> @llvm.masked.load.v{l}f32.p0(ptr, i32, <{l} x i1>, <{l} x float>)")
+        .expect("writing to a String");
+    writeln!(out, "declare void @llvm.masked.store.v{l}f32.p0(<{l} x float>, ptr, i32, <{l} x i1>)")
+        .expect("writing to a String");
+    out
 }
 
 /// An f32 constant in the exact hexadecimal form LLVM requires.

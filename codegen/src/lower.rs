@@ -1,40 +1,65 @@
-//! Lowering: a verified graph and its memory plan become one LLVM module, one kernel function
-//! per node, specialized to the node's static shapes, and a `run` entry point.
+//! Lowering: a verified graph and its memory plan become one LLVM module: a step function per
+//! kernel (a conv or linear layer with its fused epilogues, a pool, a copy, ...), specialized
+//! to its static shapes, and a `forward` entry point that calls the steps in order.
 //!
 //! Every value is addressed through a table of channel planes (byte offset of the plane of
 //! batch item 0 in the arena, and the stride between batch items), so the zero-copy channel
 //! views of the memory plan need no special cases: a kernel reading a gathered or
-//! concatenated value simply follows a different table. Weights travel in one f32 blob;
-//! batch norm is pre-computed into a per-channel scale and shift.
+//! concatenated value simply follows a different table. Weights travel in one f32 blob,
+//! pre-packed into the layouts the kernels read. Heavy kernels split their work into tasks
+//! that the runtime's thread pool runs (`archc_parallel_for`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use ir::{Graph, Op, Value, Weights};
+use ir::{Graph, NodeId, Op, Value, Weights};
 use passes::plan::{Placement, Plan};
 
 use crate::Error;
-use crate::emit::{Function, float};
+use crate::emit::{self, Function};
+use crate::epilogue::{Chain, Step};
+use crate::target::Isa;
 
 /// A lowered network: LLVM IR text and the data it runs with.
 pub struct Lowered {
     /// The module, as LLVM IR text.
     pub ir: String,
-    /// The name of the entry point: `void {symbol}(const float *in, float *out, const float *w, void *arena)`.
-    pub entry: String,
+    /// The entry point, `void {symbol}_forward(const float *in, float *out, const float *w, void *arena)`.
+    pub forward: String,
+    /// The steps `forward` calls, in order; the module exports them, with the same signature,
+    /// as the array `{symbol}_steps`, so that a profiler can time each.
+    pub steps: Vec<StepInfo>,
     /// The weights blob the entry point reads.
     pub weights: Vec<f32>,
     /// Bytes of the activation arena.
     pub arena_bytes: usize,
-    /// Elements of the input (NCHW, the batch included).
-    pub input_elems: usize,
-    /// Elements of the output.
-    pub output_elems: usize,
+    /// The input's shape (NCHW, the batch included).
+    pub input_shape: Vec<usize>,
+    /// The output's shape.
+    pub output_shape: Vec<usize>,
 }
 
-/// Lowers `graph` (with `weights`, placed by `plan`) into a module whose entry point is
-/// `{symbol}_run`.
-pub fn lower(graph: &Graph, weights: &Weights, plan: &Plan, symbol: &str) -> Result<Lowered, Error> {
+/// What one step computes.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// The name of the node it computes (its fused epilogues included), or `input` / `output`
+    /// for the copies in and out of the arena.
+    pub name: String,
+    /// The op, as printed (`conv`, `max_pool`, ...), with `+relu` etc. for fused epilogues.
+    pub op: String,
+    /// Multiply-adds.
+    pub macs: u64,
+}
+
+/// Lowers `graph` (with `weights`, placed by `plan`) for a CPU with vector shape `isa`, into a
+/// module whose symbols start with `symbol`.
+pub fn lower(
+    graph: &Graph,
+    weights: &Weights,
+    plan: &Plan,
+    isa: Isa,
+    symbol: &str,
+) -> Result<Lowered, Error> {
     let [input] = graph.inputs() else {
         return Err(Error::Unsupported(format!(
             "{} inputs; archc compiles networks with one",
@@ -47,69 +72,118 @@ pub fn lower(graph: &Graph, weights: &Weights, plan: &Plan, symbol: &str) -> Res
             graph.outputs().len()
         )));
     };
+    let position: BTreeMap<NodeId, usize> =
+        plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let mut l = Lowering {
         graph,
         weights,
         plan,
         symbol,
+        isa,
         globals: String::new(),
         tables: BTreeMap::new(),
         blob: Vec::new(),
-        kernels: String::new(),
+        functions: String::new(),
+        tiles: BTreeMap::new(),
+        steps: Vec::new(),
+        names: 0,
     };
     let input_value = Value { node: *input, port: 0 };
-    let mut run = Function::new();
-    // Copy the input into its arena buffer, run every kernel, copy the output out.
-    l.copy_external(&mut run, input_value, "%in", true);
-    for (step, &id) in plan.schedule.iter().enumerate() {
+    l.step(StepInfo { name: "input".into(), op: "copy".into(), macs: 0 }, |l, f| {
+        l.copy_external(f, input_value, "%in", true)
+    });
+    let mut fused = std::collections::BTreeSet::new();
+    for &id in &plan.schedule {
         let node = graph.node(id);
-        if node.op == Op::Input || plan.views.contains(&id) {
+        if node.op == Op::Input || plan.views.contains(&id) || fused.contains(&id) {
             continue;
         }
-        let name = format!("@{symbol}_k{step}");
-        l.kernel(id, &name)?;
-        run.line(format!("call void {name}(ptr %arena, ptr %w)"));
+        let chain = match node.op {
+            Op::Conv(_) | Op::Linear { .. } => Chain::after(graph, id, &|n| position[&n]),
+            _ => Chain::default(),
+        };
+        fused.extend(chain.nodes.iter().copied());
+        let mut op = node.op.name().to_string();
+        for &e in &chain.nodes {
+            op.push('+');
+            op.push_str(graph.node(e).op.name());
+        }
+        let inputs: Vec<&ir::Shape> = graph.operands(id).iter().map(|&v| graph.shape(v)).collect();
+        let macs = ir::metrics::macs(&node.op, &inputs, &node.outputs);
+        l.step(StepInfo { name: node.name.clone(), op, macs }, |l, f| l.kernel(f, id, &chain))?;
     }
-    l.copy_external(&mut run, *output, "%out", false);
-    let entry = format!("{symbol}_run");
-    let mut ir = String::new();
-    ir.push_str("declare float @llvm.fmuladd.f32(float, float, float)\n");
-    ir.push_str("declare float @llvm.maxnum.f32(float, float)\n");
-    ir.push_str("declare float @llvm.minnum.f32(float, float)\n");
-    ir.push_str("declare float @llvm.exp.f32(float)\n\n");
-    ir.push_str(&l.globals);
-    ir.push_str(&l.kernels);
-    ir.push_str(&run.finish(&format!(
-        "define void @{entry}(ptr noalias %in, ptr noalias %out, ptr noalias %w, ptr noalias %arena)"
-    )));
-    Ok(Lowered {
-        ir,
-        entry,
-        weights: l.blob,
-        arena_bytes: plan.peak_bytes,
-        input_elems: graph.shape(input_value).numel(),
-        output_elems: graph.shape(*output).numel(),
-    })
+    l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
+        l.copy_external(f, *output, "%out", false)
+    });
+    Ok(l.finish(graph.shape(input_value).dims().to_vec(), graph.shape(*output).dims().to_vec()))
 }
 
-struct Lowering<'a> {
-    graph: &'a Graph,
-    weights: &'a Weights,
-    plan: &'a Plan,
-    symbol: &'a str,
-    globals: String,
+pub(crate) struct Lowering<'a> {
+    pub graph: &'a Graph,
+    pub weights: &'a Weights,
+    pub plan: &'a Plan,
+    pub symbol: &'a str,
+    pub isa: Isa,
+    pub globals: String,
     tables: BTreeMap<Value, String>,
     blob: Vec<f32>,
-    kernels: String,
+    functions: String,
+    /// The GEMM micro-kernel, one per epilogue sequence.
+    pub tiles: BTreeMap<Vec<Step>, String>,
+    steps: Vec<StepInfo>,
+    names: usize,
 }
 
 /// Channels and elements per channel plane of a shape (`[n, f]` has planes of one element).
-fn planes(shape: &ir::Shape) -> (usize, usize) {
+pub(crate) fn planes(shape: &ir::Shape) -> (usize, usize) {
     let c = shape.channels();
     (c, shape.item_numel() / c)
 }
 
+/// The signature of step functions.
+const STEP_PARAMS: &str = "(ptr noalias %in, ptr noalias %out, ptr noalias %w, ptr noalias %arena)";
+
 impl Lowering<'_> {
+    /// Emits one step function; its body sees `%in`, `%out`, `%w` and `%arena`.
+    fn step<T>(&mut self, info: StepInfo, body: impl FnOnce(&mut Self, &mut Function) -> T) -> T {
+        let mut f = Function::new();
+        let result = body(self, &mut f);
+        let name = format!("@{}_s{}", self.symbol, self.steps.len());
+        self.functions.push_str(&f.finish(&format!("define internal void {name}{STEP_PARAMS}")));
+        self.functions.push('\n');
+        self.steps.push(info);
+        result
+    }
+
+    /// Adds a function definition to the module.
+    pub fn define(&mut self, text: &str) {
+        self.functions.push_str(text);
+        self.functions.push('\n');
+    }
+
+    /// A fresh global symbol.
+    pub fn global_name(&mut self, what: &str) -> String {
+        self.names += 1;
+        format!("@{}_{what}{}", self.symbol, self.names)
+    }
+
+    /// Runs `tasks` tasks on the thread pool from step body `f`: `body` writes the task
+    /// function, whose task index is `%t` and which sees `%arena` and `%w`.
+    pub fn parallel(&mut self, f: &mut Function, tasks: usize, body: impl FnOnce(&mut Self, &mut Function)) {
+        let name = self.global_name("task");
+        let mut task = Function::new();
+        task.line("%arena = load ptr, ptr %ctx");
+        task.line("%wp = getelementptr inbounds ptr, ptr %ctx, i64 1");
+        task.line("%w = load ptr, ptr %wp");
+        body(self, &mut task);
+        self.define(&task.finish(&format!("define internal void {name}(ptr noalias %ctx, i64 %t)")));
+        let ctx = f.pointer_array(2);
+        f.line(format!("store ptr %arena, ptr {ctx}"));
+        let wp = f.pointer_at(&ctx, "1");
+        f.line(format!("store ptr %w, ptr {wp}"));
+        f.line(format!("call void @archc_parallel_for(ptr {name}, ptr {ctx}, i64 {tasks})"));
+    }
+
     /// The global table of channel planes of `v`: `[c x {i64 offset, i64 item_stride}]`.
     fn table(&mut self, v: Value) -> String {
         if let Some(t) = self.tables.get(&v) {
@@ -143,7 +217,7 @@ impl Lowering<'_> {
 
     /// Emits the address of channel `c` of batch item `n` of `v`: arithmetic for a whole
     /// buffer, a table lookup for a view.
-    fn plane(&mut self, f: &mut Function, v: Value, c: &str, n: &str) -> String {
+    pub fn plane(&mut self, f: &mut Function, v: Value, c: &str, n: &str) -> String {
         if let Placement::Whole(b) = self.plan.placements[&v] {
             let (channels, inner) = planes(self.graph.shape(v));
             let base = self.plan.buffers[b].offset;
@@ -165,11 +239,31 @@ impl Lowering<'_> {
         f.let_("plane", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"))
     }
 
-    /// Appends `data` to the weights blob and returns its offset (in floats).
-    fn push(&mut self, data: &[f32]) -> usize {
+    /// A stack array of the plane addresses of channels `first..first + count` of `v` for
+    /// batch item `n`.
+    pub fn plane_array(&mut self, f: &mut Function, v: Value, first: &str, count: usize, n: &str) -> String {
+        let array = f.pointer_array(count);
+        f.count(count, |f, k| {
+            let c = f.int("add", first, k);
+            let p = self.plane(f, v, &c, n);
+            let slot = f.pointer_at(&array, k);
+            f.line(format!("store ptr {p}, ptr {slot}"));
+        });
+        array
+    }
+
+    /// Appends `data` to the weights blob, aligned to a cache line, and returns its offset
+    /// (in floats).
+    pub fn push(&mut self, data: &[f32]) -> usize {
+        self.blob.resize(self.blob.len().next_multiple_of(16), 0.0);
         let at = self.blob.len();
         self.blob.extend_from_slice(data);
         at
+    }
+
+    /// A parameter tensor of a node.
+    pub fn param(&self, node: &ir::Node, name: &str) -> Vec<f32> {
+        self.weights.param(node, name).data.clone()
     }
 
     /// Copies between a contiguous NCHW array (`ptr`) and a value's planes.
@@ -196,414 +290,58 @@ impl Lowering<'_> {
         });
     }
 
-    /// Emits the kernel of node `id` as function `name`.
-    fn kernel(&mut self, id: ir::NodeId, name: &str) -> Result<(), Error> {
-        let graph = self.graph;
-        let node = graph.node(id);
-        let operands = graph.operands(id);
-        let out = Value { node: id, port: 0 };
-        let mut f = Function::new();
+    /// Emits the kernel of node `id` and its fused epilogues `chain` into step body `f`.
+    fn kernel(&mut self, f: &mut Function, id: NodeId, chain: &Chain) -> Result<(), Error> {
+        let node = self.graph.node(id);
         match &node.op {
-            Op::Conv(conv) => self.conv(&mut f, conv, operands[0], out, node),
-            Op::Linear { .. } => self.linear(&mut f, operands[0], out, node),
-            Op::BatchNorm { eps } => {
-                let p = |s: &str| self.weights.param(node, s).data.clone();
-                let (g, b, m, v) = (p("weight"), p("bias"), p("running_mean"), p("running_var"));
-                let scale: Vec<f32> = (0..g.len())
-                    .map(|i| (f64::from(g[i]) / (f64::from(v[i]) + f64::from(eps.0)).sqrt()) as f32)
-                    .collect();
-                let shift: Vec<f32> = (0..g.len()).map(|i| b[i] - m[i] * scale[i]).collect();
-                let (so, ho) = (self.push(&scale), self.push(&shift));
-                self.map(&mut f, operands[0], out, |f, x, ch| {
-                    let si = f.int("add", ch, so);
-                    let hi = f.int("add", ch, ho);
-                    let s = f.load("%w", &si);
-                    let h = f.load("%w", &hi);
-                    f.fma(x, &s, &h)
-                });
-            }
-            Op::Relu => self.map(&mut f, operands[0], out, |f, x, _| {
-                f.let_("r", format!("call float @llvm.maxnum.f32(float {x}, float 0.0)"))
-            }),
-            Op::Relu6 => self.map(&mut f, operands[0], out, |f, x, _| {
-                let r = f.let_("r", format!("call float @llvm.maxnum.f32(float {x}, float 0.0)"));
-                f.let_("r", format!("call float @llvm.minnum.f32(float {r}, float 6.0)"))
-            }),
-            Op::Hardswish => self.map(&mut f, operands[0], out, |f, x, _| {
-                let p = f.let_("h", format!("fadd float {x}, 3.0"));
-                let r = f.let_("h", format!("call float @llvm.maxnum.f32(float {p}, float 0.0)"));
-                let c = f.let_("h", format!("call float @llvm.minnum.f32(float {r}, float 6.0)"));
-                let m = f.let_("h", format!("fmul float {x}, {c}"));
-                f.let_("h", format!("fdiv float {m}, 6.0"))
-            }),
-            Op::Sigmoid => self.map(&mut f, operands[0], out, |f, x, _| {
-                let neg = f.let_("s", format!("fneg float {x}"));
-                let e = f.let_("s", format!("call float @llvm.exp.f32(float {neg})"));
-                let d = f.let_("s", format!("fadd float {e}, 1.0"));
-                f.let_("s", format!("fdiv float 1.0, {d}"))
-            }),
-            Op::Add | Op::Mul => self.binary(&mut f, &node.op, operands[0], operands[1], out),
-            Op::Concat => {
-                let mut start = 0;
-                for &v in &operands {
-                    let c = self.graph.shape(v).channels();
-                    let map: Vec<usize> = (0..c).collect();
-                    self.copy_channels(&mut f, v, out, &map, start);
-                    start += c;
+            Op::Conv(conv) => {
+                let x = self.graph.operands(id)[0];
+                let cin = self.graph.shape(x).channels();
+                let pointwise = conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0];
+                if pointwise {
+                    self.pointwise_conv(f, id, chain);
+                } else if conv.groups == cin && conv.out_channels == cin {
+                    self.window(f, id, chain);
+                } else {
+                    self.im2col_conv(f, id, chain);
                 }
             }
-            Op::Split { sizes } => {
-                let mut start = 0;
-                for (port, &s) in sizes.iter().enumerate() {
-                    let map: Vec<usize> = (start..start + s).collect();
-                    self.copy_channels(&mut f, operands[0], Value { node: id, port }, &map, 0);
-                    start += s;
-                }
-            }
-            Op::Gather { channels } => self.copy_channels(&mut f, operands[0], out, channels, 0),
-            Op::ChannelShuffle { groups } => {
-                let c = self.graph.shape(out).channels();
-                let map: Vec<usize> = (0..c).map(|o| (o % groups) * (c / groups) + o / groups).collect();
-                self.copy_channels(&mut f, operands[0], out, &map, 0);
-            }
-            Op::MaxPool(p) | Op::AvgPool(p) => {
-                self.pool(&mut f, p, matches!(node.op, Op::MaxPool(_)), operands[0], out)
-            }
-            Op::GlobalAvgPool => {
-                let (c, inner) = planes(self.graph.shape(operands[0]));
-                f.count(self.graph.shape(out).batch(), |f, n| {
-                    f.count(c, |f, ch| {
-                        let src = self.plane(f, operands[0], ch, n);
-                        let acc = f.accumulator("0.0");
-                        f.count(inner, |f, s| {
-                            let x = f.load(&src, s);
-                            let a = f.let_("a", format!("load float, ptr {acc}"));
-                            let sum = f.let_("a", format!("fadd float {a}, {x}"));
-                            f.line(format!("store float {sum}, ptr {acc}"));
-                        });
-                        let a = f.let_("a", format!("load float, ptr {acc}"));
-                        let mean = f.let_("a", format!("fdiv float {a}, {}", float(inner as f32)));
-                        let dst = self.plane(f, out, ch, n);
-                        f.store(&mean, &dst, "0");
-                    });
-                });
-            }
-            Op::Flatten | Op::Reshape { .. } => {
-                let n = self.graph.shape(out).item_numel();
-                self.remap(&mut f, operands[0], out, &(0..n).collect::<Vec<_>>());
-            }
-            Op::Transpose { perm } => {
-                // One batch item's worth: the batch axis never moves.
-                let mut item = self.graph.shape(operands[0]).dims().to_vec();
-                item[0] = 1;
-                let index = ir::eval::transpose_sources(&item, perm);
-                self.remap(&mut f, operands[0], out, &index);
-            }
-            Op::Softmax => self.softmax(&mut f, operands[0], out),
-            Op::Input => unreachable!("inputs are copied in by the entry point"),
+            Op::Linear { .. } => self.linear(f, id, chain),
+            Op::MaxPool(_) | Op::AvgPool(_) => self.window(f, id, chain),
+            Op::Input => unreachable!("inputs are copied in by the first step"),
+            _ => self.elementwise(f, id),
         }
-        self.kernels
-            .push_str(&f.finish(&format!("define internal void {name}(ptr noalias %arena, ptr noalias %w)")));
-        self.kernels.push('\n');
         Ok(())
     }
 
-    /// `out[n, c, s] = f(x[n, c, s], c)` over every element.
-    fn map(
-        &mut self,
-        f: &mut Function,
-        x: Value,
-        out: Value,
-        op: impl Fn(&mut Function, &str, &str) -> String,
-    ) {
-        let shape = self.graph.shape(x).clone();
-        let (c, inner) = planes(&shape);
-        f.count(shape.batch(), |f, n| {
-            f.count(c, |f, ch| {
-                let src = self.plane(f, x, ch, n);
-                let dst = self.plane(f, out, ch, n);
-                f.count(inner, |f, s| {
-                    let v = f.load(&src, s);
-                    let y = op(f, &v, ch);
-                    f.store(&y, &dst, s);
-                });
-            });
-        });
-    }
-
-    /// Element-wise add or mul; mul's second operand may be `[n, c, 1, 1]`.
-    fn binary(&mut self, f: &mut Function, op: &Op, a: Value, b: Value, out: Value) {
-        let shape = self.graph.shape(a).clone();
-        let (c, inner) = planes(&shape);
-        let broadcast = self.graph.shape(b) != &shape;
-        let instr = if *op == Op::Add { "fadd" } else { "fmul" };
-        f.count(shape.batch(), |f, n| {
-            f.count(c, |f, ch| {
-                let (pa, pb, dst) =
-                    (self.plane(f, a, ch, n), self.plane(f, b, ch, n), self.plane(f, out, ch, n));
-                f.count(inner, |f, s| {
-                    let x = f.load(&pa, s);
-                    let y = f.load(&pb, if broadcast { "0" } else { s });
-                    let r = f.let_("r", format!("{instr} float {x}, {y}"));
-                    f.store(&r, &dst, s);
-                });
-            });
-        });
-    }
-
-    /// Copies planes: output channel `first + k` is input channel `map[k]`.
-    fn copy_channels(&mut self, f: &mut Function, x: Value, out: Value, map: &[usize], first: usize) {
-        let shape = self.graph.shape(x).clone();
-        let (_, inner) = planes(&shape);
-        let table = format!("@{}_map{}", self.symbol, self.globals.len());
-        let items: Vec<String> = map.iter().map(|m| format!("i64 {m}")).collect();
-        writeln!(self.globals, "{table} = internal constant [{} x i64] [{}]", map.len(), items.join(", "))
+    fn finish(self, input_shape: Vec<usize>, output_shape: Vec<usize>) -> Lowered {
+        let symbol = self.symbol;
+        let forward = format!("{symbol}_forward");
+        let mut ir = String::new();
+        ir.push_str(&emit::intrinsics(self.isa.lanes));
+        ir.push_str("declare void @archc_parallel_for(ptr, ptr, i64)\n");
+        ir.push_str("declare noalias ptr @archc_scratch(i64)\n\n");
+        ir.push_str(&self.globals);
+        ir.push_str(&self.functions);
+        let names: Vec<String> = (0..self.steps.len()).map(|i| format!("@{symbol}_s{i}")).collect();
+        let mut body = String::new();
+        for name in &names {
+            writeln!(body, "  call void {name}(ptr %in, ptr %out, ptr %w, ptr %arena)")
+                .expect("writing to a String");
+        }
+        write!(ir, "define void @{forward}{STEP_PARAMS} {{\nentry:\n{body}  ret void\n}}\n\n")
             .expect("writing to a String");
-        f.count(shape.batch(), |f, n| {
-            f.count(map.len(), |f, k| {
-                let pm = f.let_(
-                    "pm",
-                    format!("getelementptr inbounds [{} x i64], ptr {table}, i64 0, i64 {k}", map.len()),
-                );
-                let src_c = f.let_("sc", format!("load i64, ptr {pm}"));
-                let dst_c = f.int("add", k, first);
-                let src = self.plane(f, x, &src_c, n);
-                let dst = self.plane(f, out, &dst_c, n);
-                f.count(inner, |f, s| {
-                    let v = f.load(&src, s);
-                    f.store(&v, &dst, s);
-                });
-            });
-        });
-    }
-
-    /// Copies element by element: output item element `i` is input item element `index[i]`.
-    fn remap(&mut self, f: &mut Function, x: Value, out: Value, index: &[usize]) {
-        let (_, inner_in) = planes(self.graph.shape(x));
-        let (_, inner_out) = planes(self.graph.shape(out));
-        let table = format!("@{}_idx{}", self.symbol, self.globals.len());
-        let items: Vec<String> = index.iter().map(|m| format!("i64 {m}")).collect();
-        writeln!(self.globals, "{table} = internal constant [{} x i64] [{}]", index.len(), items.join(", "))
+        let pointers: Vec<String> = names.iter().map(|n| format!("ptr {n}")).collect();
+        writeln!(ir, "@{symbol}_steps = constant [{} x ptr] [{}]", names.len(), pointers.join(", "))
             .expect("writing to a String");
-        f.count(self.graph.shape(out).batch(), |f, n| {
-            f.count(index.len(), |f, i| {
-                let pi = f.let_(
-                    "pi",
-                    format!("getelementptr inbounds [{} x i64], ptr {table}, i64 0, i64 {i}", index.len()),
-                );
-                let j = f.let_("j", format!("load i64, ptr {pi}"));
-                let (cin, sin) = (f.int("udiv", &j, inner_in), f.int("urem", &j, inner_in));
-                let (cout, sout) = (f.int("udiv", i, inner_out), f.int("urem", i, inner_out));
-                let src = self.plane(f, x, &cin, n);
-                let dst = self.plane(f, out, &cout, n);
-                let v = f.load(&src, &sin);
-                f.store(&v, &dst, &sout);
-            });
-        });
-    }
-
-    fn conv(&mut self, f: &mut Function, conv: &ir::Conv, x: Value, out: Value, node: &ir::Node) {
-        let w = self.push(&self.weights.param(node, "weight").data.clone());
-        let bias = conv.bias.then(|| self.push(&self.weights.param(node, "bias").data.clone()));
-        let xs = self.graph.shape(x).dims().to_vec();
-        let ys = self.graph.shape(out).dims().to_vec();
-        let (h, wd, oh, ow) = (xs[2] as i64, xs[3] as i64, ys[2], ys[3]);
-        let (cin_g, cout_g) = (xs[1] / conv.groups, conv.out_channels / conv.groups);
-        let [kh, kw] = conv.kernel;
-        f.count(ys[0], |f, n| {
-            f.count(conv.out_channels, |f, co| {
-                let dst = self.plane(f, out, co, n);
-                let g = f.int("udiv", co, cout_g);
-                let first_in = f.int("mul", &g, cin_g);
-                f.count(oh, |f, oy| {
-                    f.count(ow, |f, ox| {
-                        let init = match bias {
-                            Some(b) => {
-                                let bi = f.int("add", co, b);
-                                f.load("%w", &bi)
-                            }
-                            None => "0.0".to_string(),
-                        };
-                        let acc = f.accumulator(&init);
-                        f.count(cin_g, |f, cig| {
-                            let cin = f.int("add", &first_in, cig);
-                            let src = self.plane(f, x, &cin, n);
-                            let wrow = f.int("mul", co, cin_g);
-                            let wrow = f.int("add", &wrow, cig);
-                            f.count(kh, |f, ky| {
-                                let iy = f.int("mul", oy, conv.stride[0]);
-                                let dy = f.int("mul", ky, conv.dilation[0]);
-                                let iy = f.int("add", &iy, &dy);
-                                let iy = f.int("sub", &iy, conv.padding[0]);
-                                let lo = f.let_("ok", format!("icmp sge i64 {iy}, 0"));
-                                let hi = f.let_("ok", format!("icmp slt i64 {iy}, {h}"));
-                                let ok = f.let_("ok", format!("and i1 {lo}, {hi}"));
-                                f.when(&ok, |f| {
-                                    f.count(kw, |f, kx| {
-                                        let ix = f.int("mul", ox, conv.stride[1]);
-                                        let dx = f.int("mul", kx, conv.dilation[1]);
-                                        let ix = f.int("add", &ix, &dx);
-                                        let ix = f.int("sub", &ix, conv.padding[1]);
-                                        let lo = f.let_("ok", format!("icmp sge i64 {ix}, 0"));
-                                        let hi = f.let_("ok", format!("icmp slt i64 {ix}, {wd}"));
-                                        let ok = f.let_("ok", format!("and i1 {lo}, {hi}"));
-                                        f.when(&ok, |f| {
-                                            let row = f.int("mul", &iy, wd);
-                                            let at = f.int("add", &row, &ix);
-                                            let xv = f.load(&src, &at);
-                                            let wi = f.int("mul", &wrow, kh);
-                                            let wi = f.int("add", &wi, ky);
-                                            let wi = f.int("mul", &wi, kw);
-                                            let wi = f.int("add", &wi, kx);
-                                            let wi = f.int("add", &wi, w);
-                                            let wv = f.load("%w", &wi);
-                                            let a = f.let_("a", format!("load float, ptr {acc}"));
-                                            let s = f.fma(&xv, &wv, &a);
-                                            f.line(format!("store float {s}, ptr {acc}"));
-                                        });
-                                    });
-                                });
-                            });
-                        });
-                        let a = f.let_("a", format!("load float, ptr {acc}"));
-                        let row = f.int("mul", oy, ow);
-                        let at = f.int("add", &row, ox);
-                        f.store(&a, &dst, &at);
-                    });
-                });
-            });
-        });
-    }
-
-    fn linear(&mut self, f: &mut Function, x: Value, out: Value, node: &ir::Node) {
-        let Op::Linear { out_features, bias } = node.op else { unreachable!("a linear layer") };
-        let w = self.push(&self.weights.param(node, "weight").data.clone());
-        let b = bias.then(|| self.push(&self.weights.param(node, "bias").data.clone()));
-        let (c, inner) = planes(self.graph.shape(x));
-        let features = c * inner;
-        f.count(self.graph.shape(out).batch(), |f, n| {
-            f.count(out_features, |f, o| {
-                let init = match b {
-                    Some(b) => {
-                        let bi = f.int("add", o, b);
-                        f.load("%w", &bi)
-                    }
-                    None => "0.0".to_string(),
-                };
-                let acc = f.accumulator(&init);
-                let wrow = f.int("mul", o, features);
-                let wrow = f.int("add", &wrow, w);
-                f.count(c, |f, ch| {
-                    let src = self.plane(f, x, ch, n);
-                    let wc = f.int("mul", ch, inner);
-                    let wc = f.int("add", &wc, &wrow);
-                    f.count(inner, |f, s| {
-                        let xv = f.load(&src, s);
-                        let wi = f.int("add", &wc, s);
-                        let wv = f.load("%w", &wi);
-                        let a = f.let_("a", format!("load float, ptr {acc}"));
-                        let r = f.fma(&xv, &wv, &a);
-                        f.line(format!("store float {r}, ptr {acc}"));
-                    });
-                });
-                let a = f.let_("a", format!("load float, ptr {acc}"));
-                let dst = self.plane(f, out, o, n);
-                f.store(&a, &dst, "0");
-            });
-        });
-    }
-
-    fn pool(&mut self, f: &mut Function, p: &ir::Pool, max: bool, x: Value, out: Value) {
-        let xs = self.graph.shape(x).dims().to_vec();
-        let ys = self.graph.shape(out).dims().to_vec();
-        let (h, wd) = (xs[2] as i64, xs[3] as i64);
-        let [kh, kw] = p.kernel;
-        f.count(ys[0], |f, n| {
-            f.count(ys[1], |f, ch| {
-                let src = self.plane(f, x, ch, n);
-                let dst = self.plane(f, out, ch, n);
-                f.count(ys[2], |f, oy| {
-                    f.count(ys[3], |f, ox| {
-                        let acc = f.accumulator(if max { "0xFFF0000000000000" } else { "0.0" });
-                        f.count(kh, |f, ky| {
-                            f.count(kw, |f, kx| {
-                                let iy = f.int("mul", oy, p.stride[0]);
-                                let iy = f.int("add", &iy, ky);
-                                let iy = f.int("sub", &iy, p.padding[0]);
-                                let ix = f.int("mul", ox, p.stride[1]);
-                                let ix = f.int("add", &ix, kx);
-                                let ix = f.int("sub", &ix, p.padding[1]);
-                                let c1 = f.let_("ok", format!("icmp sge i64 {iy}, 0"));
-                                let c2 = f.let_("ok", format!("icmp slt i64 {iy}, {h}"));
-                                let c3 = f.let_("ok", format!("icmp sge i64 {ix}, 0"));
-                                let c4 = f.let_("ok", format!("icmp slt i64 {ix}, {wd}"));
-                                let a = f.let_("ok", format!("and i1 {c1}, {c2}"));
-                                let b = f.let_("ok", format!("and i1 {c3}, {c4}"));
-                                let ok = f.let_("ok", format!("and i1 {a}, {b}"));
-                                f.when(&ok, |f| {
-                                    let row = f.int("mul", &iy, wd);
-                                    let at = f.int("add", &row, &ix);
-                                    let v = f.load(&src, &at);
-                                    let cur = f.let_("a", format!("load float, ptr {acc}"));
-                                    let next = if max {
-                                        f.let_(
-                                            "a",
-                                            format!("call float @llvm.maxnum.f32(float {cur}, float {v})"),
-                                        )
-                                    } else {
-                                        f.let_("a", format!("fadd float {cur}, {v}"))
-                                    };
-                                    f.line(format!("store float {next}, ptr {acc}"));
-                                });
-                            });
-                        });
-                        let a = f.let_("a", format!("load float, ptr {acc}"));
-                        let r = if max {
-                            a
-                        } else {
-                            f.let_("a", format!("fdiv float {a}, {}", float((kh * kw) as f32)))
-                        };
-                        let row = f.int("mul", oy, ys[3]);
-                        let at = f.int("add", &row, ox);
-                        f.store(&r, &dst, &at);
-                    });
-                });
-            });
-        });
-    }
-
-    fn softmax(&mut self, f: &mut Function, x: Value, out: Value) {
-        let shape = self.graph.shape(x).clone();
-        let features = shape.channels();
-        f.count(shape.batch(), |f, n| {
-            let max = f.accumulator("0xFFF0000000000000");
-            f.count(features, |f, k| {
-                let p = self.plane(f, x, k, n);
-                let v = f.load(&p, "0");
-                let m = f.let_("m", format!("load float, ptr {max}"));
-                let m = f.let_("m", format!("call float @llvm.maxnum.f32(float {m}, float {v})"));
-                f.line(format!("store float {m}, ptr {max}"));
-            });
-            let sum = f.accumulator("0.0");
-            f.count(features, |f, k| {
-                let p = self.plane(f, x, k, n);
-                let v = f.load(&p, "0");
-                let m = f.let_("m", format!("load float, ptr {max}"));
-                let d = f.let_("d", format!("fsub float {v}, {m}"));
-                let e = f.let_("e", format!("call float @llvm.exp.f32(float {d})"));
-                let q = self.plane(f, out, k, n);
-                f.store(&e, &q, "0");
-                let s = f.let_("s", format!("load float, ptr {sum}"));
-                let s = f.let_("s", format!("fadd float {s}, {e}"));
-                f.line(format!("store float {s}, ptr {sum}"));
-            });
-            f.count(features, |f, k| {
-                let q = self.plane(f, out, k, n);
-                let e = f.load(&q, "0");
-                let s = f.let_("s", format!("load float, ptr {sum}"));
-                let r = f.let_("r", format!("fdiv float {e}, {s}"));
-                f.store(&r, &q, "0");
-            });
-        });
+        Lowered {
+            ir,
+            forward,
+            steps: self.steps,
+            weights: self.blob,
+            arena_bytes: self.plan.peak_bytes,
+            input_shape,
+            output_shape,
+        }
     }
 }
