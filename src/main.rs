@@ -17,8 +17,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compile a network for this CPU and measure its latency (median, min, p90; per kernel with --profile).
+    Bench(cmd::bench::Args),
     /// Build a network, check its shapes, and print per-layer costs and totals.
     Check(cmd::check::Args),
+    /// Compile a network ahead of time: executable, C library, object, assembly or LLVM IR.
+    Compile(cmd::compile::Args),
     /// Print a network's graph as text IR or Graphviz DOT.
     Graph(cmd::graph::Args),
     /// Optimize a network and show the result: ops left, bytes moved, peak memory, rule statistics.
@@ -32,7 +36,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => cmd::bench::run(&args),
         Command::Check(args) => cmd::check::run(&args),
+        Command::Compile(args) => cmd::compile::run(&args),
         Command::Graph(args) => cmd::graph::run(&args),
         Command::Opt(args) => cmd::opt::run(&args),
         Command::Run(args) => cmd::run::run(&args),

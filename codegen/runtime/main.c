@@ -316,6 +316,10 @@ static void read_header(FILE *f, const char *path, struct npy_header *h)
 {
     unsigned char pre[12];
     size_t got = fread(pre, 1, 8, f);
+    if (ferror(f))
+        fail(EXIT_BAD_INPUT, "%s: %s", path, strerror(errno));
+    if (got == 0)
+        fail(EXIT_BAD_INPUT, "%s: empty file, not a .npy file", path);
     if (got < 6 || memcmp(pre, "\x93NUMPY", 6))
         fail(EXIT_BAD_INPUT, "%s: not a .npy file (bad magic)", path);
     if (got < 8)

@@ -4,6 +4,7 @@
 #include "runtime.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -15,9 +16,16 @@
 #define SPIN_NS 300000
 /* Spinners look at the clock only every so many pauses, so the clock costs nothing next to the wait. */
 #define SPINS_PER_CLOCK 64
+/* Past this much spinning, spinners also yield the core at each clock check: with more threads than free
+   cores, the thread they wait for may be queued behind them on the same core. Before it, they spin flat
+   out, for the back-to-back calls where wake-up latency matters most. */
+#define YIELD_AFTER_NS 20000
 /* Past this many indices per thread they are claimed in chunks, so the claim counter stops being the
    bottleneck, while ~this many chunks per thread still balance uneven tasks. */
 #define CHUNKS_PER_THREAD 32
+/* More threads than any machine archc targets has cores: a larger request is a mistake, and would
+   spawn threads until the system refuses. */
+#define MAX_THREADS 1024
 /* Hot atomics get lines of their own; 128 rather than 64 keeps adjacent-line prefetchers from
    pairing them up. */
 #define LINE 128
@@ -85,6 +93,15 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* Called every SPINS_PER_CLOCK pauses of a spin that began at `start`; false once it should end in sleep. */
+static bool keep_spinning(int64_t start)
+{
+    int64_t spun = now_ns() - start;
+    if (spun > YIELD_AFTER_NS)
+        sched_yield();
+    return spun < SPIN_NS;
+}
+
 /* Claims indices of the open job until none are left; the caller and every worker run this. */
 static void run_tasks(void)
 {
@@ -118,7 +135,7 @@ static bool sleep_until_job(int id, uint32_t last, uint64_t *s)
 /* Waits, spinning first, for a job newer than `last`; false when this worker must exit instead. */
 static bool await_job(int id, uint32_t last, uint64_t *s)
 {
-    int64_t deadline = now_ns() + SPIN_NS;
+    int64_t start = now_ns();
     for (unsigned k = 1;; k++) {
         *s = atomic_load_explicit(&pool.job_state, memory_order_relaxed);
         if (GEN(*s) != last)
@@ -127,7 +144,7 @@ static bool await_job(int id, uint32_t last, uint64_t *s)
         if (k % SPINS_PER_CLOCK == 0) {
             if (id >= atomic_load_explicit(&pool.limit, memory_order_relaxed))
                 return false;
-            if (now_ns() > deadline)
+            if (!keep_spinning(start))
                 return sleep_until_job(id, last, s);
         }
     }
@@ -254,10 +271,10 @@ static void publish(archc_task fn, void *ctx, int64_t count, int threads)
 /* Waits, spinning first, until no helper is inside the job. */
 static void wait_for_helpers(void)
 {
-    int64_t deadline = now_ns() + SPIN_NS;
+    int64_t start = now_ns();
     for (unsigned k = 1; REFS(atomic_load_explicit(&pool.job_state, memory_order_acquire)) != 0; k++) {
         cpu_relax();
-        if (k % SPINS_PER_CLOCK == 0 && now_ns() > deadline) {
+        if (k % SPINS_PER_CLOCK == 0 && !keep_spinning(start)) {
             pthread_mutex_lock(&pool.sleep_lock);
             atomic_store(&pool.caller_waiting, true);
             while (REFS(atomic_load(&pool.job_state)) != 0)
@@ -301,12 +318,13 @@ void archc_parallel_for(archc_task fn, void *ctx, int64_t count)
 
 void archc_set_threads(int n)
 {
-    atomic_store(&pool.target, n < 1 ? 1 : n);
+    int workers = n < 1 ? 0 : n > MAX_THREADS ? MAX_THREADS - 1 : n - 1;
+    atomic_store(&pool.target, workers + 1);
     /* Extra workers are joined now unless a run holds the pool; then the next parallel_for does it. */
     if (in_pool || pthread_mutex_trylock(&pool.lock) != 0)
         return;
-    if (pool.spawned > atomic_load(&pool.target) - 1)
-        stop_workers(atomic_load(&pool.target) - 1);
+    if (pool.spawned > workers)
+        stop_workers(workers);
     pthread_mutex_unlock(&pool.lock);
 }
 

@@ -215,9 +215,7 @@ pub fn intrinsics(lanes: usize) -> String {
     for ty in [Ty::Scalar, Ty::Vector(lanes)] {
         let (t, s) = (ty.name(), ty.suffix());
         writeln!(out, "declare {t} @llvm.fmuladd.{s}({t}, {t}, {t})").expect("writing to a String");
-        for unary in ["exp"] {
-            writeln!(out, "declare {t} @llvm.{unary}.{s}({t})").expect("writing to a String");
-        }
+        writeln!(out, "declare {t} @llvm.exp.{s}({t})").expect("writing to a String");
         for binary in ["maxnum", "minnum"] {
             writeln!(out, "declare {t} @llvm.{binary}.{s}({t}, {t})").expect("writing to a String");
         }

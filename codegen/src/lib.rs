@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod aot;
+pub mod bench;
 mod build;
 mod emit;
 mod epilogue;
@@ -72,11 +73,25 @@ impl CompiledModel {
         plan: &passes::plan::Plan,
         llvm_level: u8,
     ) -> Result<CompiledModel, Error> {
+        CompiledModel::compile_for(&Target::host(), graph, weights, plan, llvm_level)
+    }
+
+    /// Like [`CompiledModel::compile`], for a `target` whose code this machine can run (to
+    /// test the AVX2 kernels on an AVX-512 machine, say).
+    pub fn compile_for(
+        target: &Target,
+        graph: &ir::Graph,
+        weights: &ir::Weights,
+        plan: &passes::plan::Plan,
+        llvm_level: u8,
+    ) -> Result<CompiledModel, Error> {
+        if !target.runs_here() {
+            return Err(Error::Unsupported(format!("running code for {} on this machine", target.triple)));
+        }
         let start = Instant::now();
-        let target = Target::host();
         let lowered = lower(graph, weights, plan, target.isa(), JIT_SYMBOL)?;
         let dir = tempfile::tempdir()?;
-        let library = build::shared_library(&lowered, &target, llvm_level, JIT_SYMBOL, dir.path())?;
+        let library = build::shared_library(&lowered, target, llvm_level, JIT_SYMBOL, dir.path())?;
         // SAFETY: the library was just built from our own module and runtime, whose only
         // constructors are the C runtime's.
         let handle = unsafe { libloading::Library::new(&library) }.map_err(|e| Error::Link(e.to_string()))?;

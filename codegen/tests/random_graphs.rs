@@ -16,12 +16,23 @@ proptest! {
         let shape = graph.node(graph.inputs()[0]).outputs[0].dims().to_vec();
         let input = random_input(&shape, seed);
         let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
-        for level in [Level::O0, Level::O2] {
+        // The host's kernels at -O0 and -O2 on 1 and 2 threads, and the AVX2 kernels (another
+        // vector width and register tile) where this machine runs them.
+        let avx2 = codegen::Target::named("x86_64-linux-gnu").unwrap();
+        let targets = [Some(codegen::Target::host()), avx2.runs_here().then_some(avx2)];
+        for (level, target, threads) in [(Level::O0, &targets[0], 1), (Level::O2, &targets[0], 2), (Level::O2, &targets[1], 1)] {
+            let Some(target) = target else { continue };
             let opt = passes::optimize(&graph, &weights, level, None);
-            let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 0).unwrap();
+            let mut model = codegen::CompiledModel::compile_for(target, &opt.graph, &opt.weights, &opt.plan, 0).unwrap();
+            model.set_threads(threads);
             let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
             let err = out.relative_error(&expected[0]);
-            prop_assert!(err < 1e-4, "{level:?}: relative error {err}\n{}", ir::print::to_text(&opt.graph));
+            prop_assert!(
+                err < 1e-4,
+                "{level:?} for {} on {threads} threads: relative error {err}\n{}",
+                target.cpu,
+                ir::print::to_text(&opt.graph)
+            );
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Every zoo network compiled at `-O0` and `-O2` against `ir::eval`.
+//! Every zoo network compiled at `-O0` and `-O2` against `ir::eval`, on 1 and 2 threads.
 
 use ir::testing::{for_each_parallel, random_input, small_zoo_network, zoo_networks};
 use passes::Level;
@@ -15,9 +15,12 @@ fn compiled_zoo_matches_eval() {
             let opt = passes::optimize(&graph, &weights, level, None);
             let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 0)
                 .unwrap_or_else(|e| panic!("{name} at {level:?}: {e}"));
-            let out = ir::Tensor::new(&reference[0].shape, model.run(&x.data));
-            let err = out.relative_error(&reference[0]);
-            assert!(err < 1e-4, "{name} at {level:?}: relative error {err}");
+            for threads in [1, 2] {
+                model.set_threads(threads);
+                let out = ir::Tensor::new(&reference[0].shape, model.run(&x.data));
+                let err = out.relative_error(&reference[0]);
+                assert!(err < 1e-4, "{name} at {level:?}, {threads} threads: relative error {err}");
+            }
         }
     });
 }

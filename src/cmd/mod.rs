@@ -1,6 +1,8 @@
 //! One module per subcommand, and what they share: reading a network from the flags.
 
+pub mod bench;
 pub mod check;
+pub mod compile;
 pub mod graph;
 pub mod opt;
 pub mod run;

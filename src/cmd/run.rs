@@ -39,6 +39,9 @@ pub struct Args {
     /// Where to run.
     #[arg(long, value_enum, default_value = "interp")]
     backend: Backend,
+    /// Threads of the `cpu` backend, the calling one included.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: u32,
     #[command(flatten)]
     level: super::opt::LevelArg,
 }
@@ -74,6 +77,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Backend::Cpu => {
             let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 3)
                 .with_context(|| format!("compiling {}", graph.name()))?;
+            model.set_threads(args.threads as usize);
             let shape = opt.graph.shape(opt.graph.outputs()[0]).dims().to_vec();
             ir::Tensor::new(&shape, model.run(&input.data))
         }

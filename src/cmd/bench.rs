@@ -1,0 +1,114 @@
+//! `archc bench`: compiles a network for this CPU and measures it with the bench protocol.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::NetworkArgs;
+
+/// Flags of `archc bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    network: NetworkArgs,
+    #[command(flatten)]
+    level: super::opt::LevelArg,
+    /// Weights (safetensors); seeded initialization without (speed does not depend on them).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Threads per run, the calling one included.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: u32,
+    /// Timed runs.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    runs: u32,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 5)]
+    warmup: u32,
+    /// Also print each kernel's time, MACs, GFLOP/s and share of the total.
+    #[arg(long)]
+    profile: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `archc bench`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let graph = args.network.build()?;
+    let weights = match &args.weights {
+        Some(path) => ir::Weights::load(&graph, path)?,
+        None => ir::Weights::seeded(&graph, 0),
+    };
+    let opt = passes::optimize(&graph, &weights, args.level.level(), None);
+    let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 3)
+        .with_context(|| format!("compiling {}", graph.name()))?;
+    model.set_threads(args.threads as usize);
+    // The same input every run; speed does not depend on the values.
+    let numel: usize = model.input_shape().iter().product();
+    let input: Vec<f32> = (0..numel).map(|i| (i % 255) as f32 / 127.5 - 1.0).collect();
+    let timing = codegen::bench::measure(&mut model, &input, args.warmup as usize, args.runs as usize);
+    let layers = codegen::bench::profile(&mut model, &input, (args.runs as usize).min(20));
+    let total: f64 = layers.iter().sum();
+    let rows: Vec<serde_json::Value> = model
+        .steps()
+        .iter()
+        .zip(&layers)
+        .map(|(step, &ms)| {
+            serde_json::json!({
+                "name": step.name, "op": step.op, "median_ms": ms, "macs": step.macs,
+                "gflops": gflops(step.macs, ms), "share": if total > 0.0 { ms / total } else { 0.0 },
+            })
+        })
+        .collect();
+    let batch = model.input_shape()[0];
+    let macs: u64 = model.steps().iter().map(|s| s.macs).sum();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = serde_json::json!({
+            "network": graph.name(), "median_ms": timing.median_ms, "min_ms": timing.min_ms,
+            "p90_ms": timing.p90_ms, "runs": args.runs, "threads": args.threads, "batch": batch,
+            "macs": macs, "compile_s": model.compile_time().as_secs_f64(), "layers": rows,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{}: batch {batch}, {} thread(s), {} runs: median {:.3} ms, min {:.3} ms, p90 {:.3} ms ({:.1} GFLOP/s; compiled in {:.2} s)",
+        graph.name(),
+        args.threads,
+        args.runs,
+        timing.median_ms,
+        timing.min_ms,
+        timing.p90_ms,
+        gflops(macs, timing.median_ms),
+        model.compile_time().as_secs_f64()
+    )?;
+    if args.profile {
+        writeln!(
+            out,
+            "{:<32} {:<28} {:>9} {:>13} {:>8} {:>6}",
+            "step", "op", "ms", "MACs", "GFLOP/s", "share"
+        )?;
+        for row in &rows {
+            writeln!(
+                out,
+                "{:<32} {:<28} {:>9.4} {:>13} {:>8.1} {:>5.1}%",
+                row["name"].as_str().unwrap_or(""),
+                row["op"].as_str().unwrap_or(""),
+                row["median_ms"].as_f64().unwrap_or(0.0),
+                super::thousands(row["macs"].as_u64().unwrap_or(0)),
+                row["gflops"].as_f64().unwrap_or(0.0),
+                100.0 * row["share"].as_f64().unwrap_or(0.0),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Billions of floating-point operations (two per multiply-add) per second.
+fn gflops(macs: u64, ms: f64) -> f64 {
+    if ms > 0.0 { 2.0 * macs as f64 / (ms * 1e6) } else { 0.0 }
+}

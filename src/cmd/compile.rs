@@ -1,0 +1,84 @@
+//! `archc compile`: builds a network ahead of time into an executable, a C library, an
+//! object, assembly or LLVM IR, for this machine or a cross target.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use codegen::aot::{self, Emit};
+
+use super::NetworkArgs;
+
+/// What `--emit` accepts.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum EmitArg {
+    /// A standalone executable with the weights inside: `OUT --input X.npy --output Y.npy`.
+    Exe,
+    /// A folder OUT with lib<name>.a, lib<name>.so and <name>.h.
+    Lib,
+    /// One relocatable object: network, weights and runtime.
+    Obj,
+    /// Optimized LLVM IR.
+    LlvmIr,
+    /// Assembly.
+    Asm,
+}
+
+/// Flags of `archc compile`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    network: NetworkArgs,
+    #[command(flatten)]
+    level: super::opt::LevelArg,
+    /// Weights (safetensors, PyTorch `state_dict` names); seeded initialization without.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Seed of the initialization when no weights are given.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The machine to compile for.
+    #[arg(long, default_value = "host", value_parser = clap::builder::PossibleValuesParser::new(codegen::TARGET_NAMES))]
+    target: String,
+    /// What to build.
+    #[arg(long, value_enum, default_value = "exe")]
+    emit: EmitArg,
+    /// Where to write it (a folder for `--emit lib`).
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// Runs `archc compile`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let graph = args.network.build()?;
+    let weights = match &args.weights {
+        Some(path) => ir::Weights::load(&graph, path)?,
+        None => ir::Weights::seeded(&graph, args.seed),
+    };
+    let opt = passes::optimize(&graph, &weights, args.level.level(), None);
+    let emit = match args.emit {
+        EmitArg::Exe => Emit::Exe,
+        EmitArg::Lib => Emit::Lib,
+        EmitArg::Obj => Emit::Obj,
+        EmitArg::LlvmIr => Emit::LlvmIr,
+        EmitArg::Asm => Emit::Asm,
+    };
+    let options = aot::Options { target: codegen::Target::named(&args.target)?, llvm_level: 3, emit };
+    let files = aot::build(&opt.graph, &opt.weights, &opt.plan, &options, &args.output)
+        .with_context(|| format!("compiling {} for {}", graph.name(), options.target.triple))?;
+    let mut out = std::io::stdout().lock();
+    for file in &files {
+        let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        writeln!(out, "wrote {} ({:.1} MB)", file.display(), bytes as f64 / 1e6)?;
+    }
+    writeln!(
+        out,
+        "compiled {} for {} in {:.2} s",
+        graph.name(),
+        options.target.triple,
+        start.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
