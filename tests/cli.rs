@@ -272,3 +272,42 @@ fn native_code_matches_torchvision() {
 fn run_at_o2_still_matches_torchvision() {
     run_on_fixture("mobilenet_v2", &["-O2"]);
 }
+
+#[test]
+fn bench_json_reports_the_protocol_and_layers() {
+    let out = archc(&[
+        "bench",
+        "zoo/mnist/shufflenet_v2_x0_5.ron",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ms = |k: &str| json[k].as_f64().unwrap_or_else(|| panic!("{k} in {json}"));
+    assert!(
+        0.0 < ms("min_ms") && ms("min_ms") <= ms("median_ms") && ms("median_ms") <= ms("p90_ms"),
+        "{json}"
+    );
+    assert_eq!(
+        (json["runs"].as_u64(), json["threads"].as_u64(), json["batch"].as_u64()),
+        (Some(3), Some(2), Some(1))
+    );
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["name"], "input");
+    let conv1 = layers.iter().find(|l| l["name"] == "conv1.0").expect("conv1.0 is a step");
+    assert_eq!(conv1["op"], "conv+relu", "BN folded, ReLU fused: {conv1}");
+    assert_eq!(conv1["macs"], 24 * 28 * 28 * 9);
+    let share: f64 = layers.iter().map(|l| l["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-6, "{share}");
+}
+
+#[test]
+fn bench_rejects_zero_runs() {
+    let out = archc(&["bench", "zoo/mnist/shufflenet_v2_x0_5.ron", "--runs", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -1,0 +1,77 @@
+//! Each kernel against `ir::eval` over the shapes that break kernels: odd channel counts (not
+//! multiples of any vector width or register tile), pixel counts from 1 up, strides, paddings,
+//! dilations, groups, every fused epilogue, for the host's and the AVX2 vector shapes, on one
+//! and three threads.
+
+use ir::testing::{random_input, random_weights};
+use passes::Level;
+
+/// `(name, input [c, h, w], body)` of small networks, each stressing one kernel.
+const CASES: &[(&str, [usize; 3], &str)] = &[
+    ("pointwise_odd", [13, 5, 7], "Conv(out: 29, kernel: 1, bias: true, act: Relu)"),
+    ("pointwise_one_pixel", [37, 1, 1], "Conv(out: 3, kernel: 1), Conv(out: 50, kernel: 1, act: Relu6)"),
+    ("pointwise_wide", [8, 17, 19], "Conv(out: 40, kernel: 1, act: Hardswish)"),
+    ("pointwise_groups", [12, 6, 6], "Conv(out: 18, kernel: 1, groups: 3, act: Sigmoid)"),
+    (
+        "residual",
+        [10, 9, 9],
+        r#"Alias(name: "x"), Conv(name: "c", out: 10, kernel: 1, bn: true), Add(["x", "c"]), Relu"#,
+    ),
+    (
+        "residual_first",
+        [6, 4, 5],
+        r#"Alias(name: "x"), Conv(name: "c", out: 6, kernel: 3), Add(["c", "x"]), Relu6"#,
+    ),
+    (
+        "stem",
+        [3, 23, 21],
+        "Conv(out: 24, kernel: 3, stride: 2, bn: true, act: Relu), MaxPool(kernel: 3, stride: 2, padding: 1)",
+    ),
+    ("conv7", [3, 19, 18], "Conv(out: 17, kernel: 7, stride: 2, padding: 3)"),
+    ("conv_grouped", [12, 9, 8], "Conv(out: 15, kernel: 3, groups: 3, bias: true)"),
+    ("conv_dilated", [5, 11, 12], "Conv(out: 7, kernel: 3, dilation: 2, act: Relu)"),
+    ("conv_stride2_1x1", [9, 8, 7], "Conv(out: 11, kernel: 1, stride: 2)"),
+    (
+        "conv_no_padding",
+        [4, 8, 9],
+        "Conv(out: 5, kernel: 3, padding: 0), Conv(out: 6, kernel: 5, stride: 3, padding: 1)",
+    ),
+    ("depthwise3", [7, 13, 11], "Conv(out: 7, kernel: 3, groups: 7, bn: true, act: Relu)"),
+    ("depthwise3_s2", [9, 12, 13], "Conv(out: 9, kernel: 3, stride: 2, groups: 9, bn: true)"),
+    ("depthwise5_s2", [6, 15, 14], "Conv(out: 6, kernel: 5, stride: 2, groups: 6, act: Relu6)"),
+    ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
+    ("pools", [5, 9, 10], "AvgPool(kernel: 3, stride: 2, padding: 1), MaxPool(kernel: 2)"),
+    ("linear", [7, 3, 2], "Linear(out: 33), Relu, Linear(out: 5, bias: false), Softmax"),
+];
+
+#[test]
+fn kernels_match_eval() {
+    let host = codegen::Target::host();
+    let avx2 = codegen::Target::named("x86_64-linux-gnu").unwrap();
+    let targets: Vec<codegen::Target> =
+        [Some(host), avx2.runs_here().then_some(avx2)].into_iter().flatten().collect();
+    ir::testing::for_each_parallel(CASES, |(name, [c, h, w], body)| {
+        let text = format!(
+            r#"Network(name: "{name}", input: Image(channels: {c}, height: {h}, width: {w}), body: [{body}])"#
+        );
+        let graph = ir::from_ron_str(&text, "case.ron", &ir::BuildOptions { batch: 2, overrides: vec![] })
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let weights = random_weights(&graph, 7);
+        let input = random_input(&[2, *c, *h, *w], 7);
+        let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+        for level in [Level::O0, Level::O2] {
+            let opt = passes::optimize(&graph, &weights, level, None);
+            for target in &targets {
+                let mut model =
+                    codegen::CompiledModel::compile_for(target, &opt.graph, &opt.weights, &opt.plan, 0)
+                        .unwrap();
+                for threads in [1, 3] {
+                    model.set_threads(threads);
+                    let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+                    let err = out.relative_error(&expected[0]);
+                    assert!(err < 1e-4, "{name} at {level:?} for {} on {threads} threads: {err}", target.cpu);
+                }
+            }
+        }
+    });
+}
