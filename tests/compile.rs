@@ -191,6 +191,27 @@ fn assembly_and_ir_name_the_entry_points() {
 }
 
 #[test]
+fn avx512_code_builds_on_any_x86_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let asm = dir.path().join("net.s");
+    let flags = ["--target", "x86_64-linux-gnu", "--cpu", "x86-64-v4", "--emit", "asm", "-o", path(&asm)];
+    ok(archc(&[&["compile", NETWORK][..], &flags[..]].concat()));
+    let asm = std::fs::read_to_string(asm).unwrap();
+    assert!(asm.contains("vfmadd231ps\t%zmm") || asm.contains("vfmadd231ps %zmm"), "no AVX-512 FMA");
+    let out = archc(&[
+        "compile",
+        NETWORK,
+        "--target",
+        "aarch64-linux-gnu",
+        "--cpu",
+        "x86-64-v4",
+        "-o",
+        "/tmp/never",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn unknown_target_is_a_usage_error() {
     let out = archc(&["compile", NETWORK, "--target", "riscv", "-o", "/tmp/never"]);
     assert_eq!(out.status.code(), Some(2));

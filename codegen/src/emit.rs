@@ -162,6 +162,31 @@ impl Function {
         self.let_("min", format!("call i64 @llvm.umin.i64(i64 {a}, i64 {b})"))
     }
 
+    /// The larger of two signed `i64`s.
+    pub fn smax(&mut self, a: impl std::fmt::Display, b: impl std::fmt::Display) -> String {
+        self.let_("max", format!("call i64 @llvm.smax.i64(i64 {a}, i64 {b})"))
+    }
+
+    /// The smaller of two signed `i64`s.
+    pub fn smin(&mut self, a: impl std::fmt::Display, b: impl std::fmt::Display) -> String {
+        self.let_("min", format!("call i64 @llvm.smin.i64(i64 {a}, i64 {b})"))
+    }
+
+    /// Stores `value` to `ptr[first..first + count]`.
+    pub fn fill(
+        &mut self,
+        ptr: &str,
+        first: impl std::fmt::Display,
+        count: impl std::fmt::Display,
+        value: &str,
+    ) {
+        let first = first.to_string();
+        self.count(count, |f, i| {
+            let at = f.int("add", &first, i);
+            f.store(value, ptr, &at);
+        });
+    }
+
     /// `ceil(a / b)` of unsigned `i64`s.
     pub fn ceil_div(&mut self, a: &str, b: usize) -> String {
         let up = self.int("add", a, b - 1);
@@ -220,7 +245,9 @@ pub fn intrinsics(lanes: usize) -> String {
             writeln!(out, "declare {t} @llvm.{binary}.{s}({t}, {t})").expect("writing to a String");
         }
     }
-    writeln!(out, "declare i64 @llvm.umin.i64(i64, i64)").expect("writing to a String");
+    for op in ["umin", "smin", "smax"] {
+        writeln!(out, "declare i64 @llvm.{op}.i64(i64, i64)").expect("writing to a String");
+    }
     let l = lanes;
     writeln!(out, "declare <{l} x float> @llvm.masked.load.v{l}f32.p0(ptr, i32, <{l} x i1>, <{l} x float>)")
         .expect("writing to a String");

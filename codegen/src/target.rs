@@ -48,6 +48,25 @@ impl Target {
         Ok(Target { triple: triple.into(), cpu: cpu.into(), features: features.into() })
     }
 
+    /// The target with another CPU model: for x86-64, one of the micro-architecture levels
+    /// `x86-64-v2` (SSE4.2), `x86-64-v3` (AVX2, FMA) or `x86-64-v4` (AVX-512), so that code
+    /// for a machine with AVX-512 can be built on one without.
+    pub fn with_cpu(mut self, cpu: &str) -> Result<Target, Error> {
+        let features = match (self.arch(), cpu) {
+            ("x86_64", "x86-64-v2") => "+sse4.2,+popcnt",
+            ("x86_64", "x86-64-v3") => "+avx2,+fma",
+            ("x86_64", "x86-64-v4") => "+avx2,+fma,+avx512f,+avx512bw,+avx512dq,+avx512vl",
+            (arch, _) => {
+                return Err(Error::Unsupported(format!(
+                    "CPU `{cpu}` for {arch}; known: x86-64-v2, x86-64-v3, x86-64-v4 (x86_64 targets)"
+                )));
+            }
+        };
+        self.cpu = cpu.into();
+        self.features = features.into();
+        Ok(self)
+    }
+
     /// Whether the target has a CPU feature, such as `avx512f` or `neon`.
     pub fn has_feature(&self, feature: &str) -> bool {
         self.features.split(',').any(|f| f.strip_prefix('+') == Some(feature))
@@ -156,6 +175,9 @@ mod tests {
         let arm = Target::named("aarch64-linux-gnu").unwrap();
         assert_eq!((arm.isa().lanes, arm.c_compiler().as_str()), (4, "aarch64-linux-gnu-gcc"));
         assert_eq!(Target::named("x86_64-linux-gnu").unwrap().isa().lanes, 8);
+        let v4 = Target::named("x86_64-linux-gnu").unwrap().with_cpu("x86-64-v4").unwrap();
+        assert_eq!((v4.isa().lanes, v4.isa().tile_rows), (16, 12));
+        assert!(arm.with_cpu("x86-64-v4").is_err());
         let err = Target::named("riscv").unwrap_err().to_string();
         assert!(err.contains("aarch64-linux-gnu"), "{err}");
     }

@@ -41,6 +41,10 @@ pub struct Args {
     /// The machine to compile for.
     #[arg(long, default_value = "host", value_parser = clap::builder::PossibleValuesParser::new(codegen::TARGET_NAMES))]
     target: String,
+    /// The CPU model, for x86_64 targets: x86-64-v2, x86-64-v3 (the default of x86_64-linux-gnu)
+    /// or x86-64-v4 (AVX-512).
+    #[arg(long, value_parser = ["x86-64-v2", "x86-64-v3", "x86-64-v4"])]
+    cpu: Option<String>,
     /// What to build.
     #[arg(long, value_enum, default_value = "exe")]
     emit: EmitArg,
@@ -65,7 +69,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         EmitArg::LlvmIr => Emit::LlvmIr,
         EmitArg::Asm => Emit::Asm,
     };
-    let options = aot::Options { target: codegen::Target::named(&args.target)?, llvm_level: 3, emit };
+    let mut target = codegen::Target::named(&args.target)?;
+    if let Some(cpu) = &args.cpu {
+        target = target.with_cpu(cpu).map_err(|e| super::InputError(e.to_string()))?;
+    }
+    let options = aot::Options { target, llvm_level: 3, emit };
     let files = aot::build(&opt.graph, &opt.weights, &opt.plan, &options, &args.output)
         .with_context(|| format!("compiling {} for {}", graph.name(), options.target.triple))?;
     let mut out = std::io::stdout().lock();

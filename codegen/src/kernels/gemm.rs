@@ -70,8 +70,11 @@ impl Lowering<'_> {
     pub fn pointwise_conv(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
         let pr = self.product(id, chain);
         let (rows, cols) = (self.isa.tile_rows, self.isa.tile_cols());
-        let m_tiles = pr.m.div_ceil(rows);
-        let tiles = m_tiles * pr.p.div_ceil(cols);
+        let (m_tiles, p_tiles) = (pr.m.div_ceil(rows), pr.p.div_ceil(cols));
+        let tiles = m_tiles * p_tiles;
+        // Consecutive tiles of a task share their weights when weights outweigh pixels (deep
+        // layers), their input pixels otherwise, so that the shared part stays in L1.
+        let weights_major = pr.m > pr.p;
         let per_task = (TASK_MACS / (rows * cols * pr.k)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
         let tile = self.tile(&chain.steps);
@@ -88,7 +91,11 @@ impl Lowering<'_> {
                 let t = f.int("add", &first_tile, i);
                 let valid = f.let_("ok", format!("icmp ult i64 {t}, {tiles}"));
                 f.when(&valid, |f| {
-                    let (pt, mt) = (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles));
+                    let (pt, mt) = if weights_major {
+                        (f.int("urem", &t, p_tiles), f.int("udiv", &t, p_tiles))
+                    } else {
+                        (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
+                    };
                     let p0 = f.int("mul", &pt, cols);
                     let left = f.int("sub", pr.p, &p0);
                     let p_valid = f.umin(&left, cols);
@@ -146,29 +153,21 @@ impl Lowering<'_> {
                 let dst = f.float_at(&scratch, &at);
                 let slot = f.pointer_at(&inputs, k);
                 f.line(format!("store ptr {dst}, ptr {slot}"));
-                f.count(&p_count, |f, j| {
-                    let p = f.int("add", &p_start, j);
-                    let (oy, ox) = (f.int("udiv", &p, ow), f.int("urem", &p, ow));
-                    let iy = f.int("mul", &oy, conv.stride[0]);
-                    let iy = f.int("add", &iy, &dy);
-                    let ix = f.int("mul", &ox, conv.stride[1]);
-                    let ix = f.int("add", &ix, &dx);
-                    let v = load_padded(f, &src, &iy, &ix, xs[2], xs[3], "0.0");
-                    f.store(&v, &dst, j);
-                });
+                im2col_row_segments(f, &src, &dst, &p_start, &p_count, &dy, &dx, conv, [xs[2], xs[3]], ow);
             });
             let outputs = Outputs::new(l, f, out, chain, &group, &pr, &n);
             let first_m = f.int("mul", &chunk, per_chunk);
             let left = f.int("sub", m_tiles, &first_m);
             let m_count = f.umin(&left, per_chunk);
+            // Each tile of weights is used for all pixels of the block while it is in L1.
             let p_tiles = f.ceil_div(&p_count, cols);
-            f.count(&p_tiles, |f, pt| {
-                let offset = f.int("mul", pt, cols);
-                let left = f.int("sub", &p_count, &offset);
-                let p_valid = f.umin(&left, cols);
-                let p0 = f.int("add", &p_start, &offset);
-                f.count(&m_count, |f, i| {
-                    let mt = f.int("add", &first_m, i);
+            f.count(&m_count, |f, i| {
+                let mt = f.int("add", &first_m, i);
+                f.count(&p_tiles, |f, pt| {
+                    let offset = f.int("mul", pt, cols);
+                    let left = f.int("sub", &p_count, &offset);
+                    let p_valid = f.umin(&left, cols);
+                    let p0 = f.int("add", &p_start, &offset);
                     outputs.call(f, &tile, &pr, &mt, &inputs, &offset, &p_valid, &p0);
                 });
             });
@@ -335,22 +334,74 @@ impl Outputs {
     }
 }
 
-/// Loads `src[iy * width + ix]`, or `pad` outside `0..height` x `0..width`, without branches.
-pub(crate) fn load_padded(
+/// Fills one im2col row: `dst[j]` for the block's pixels `p_start + j` (`j < p_count`) is the
+/// input at offset `(dy, dx)` of pixel `j`'s window, zero outside the input. Pixels are walked
+/// output row by output row, each split into its zero head, its interior (a strided copy that
+/// vectorizes) and its zero tail.
+#[allow(clippy::too_many_arguments)]
+fn im2col_row_segments(
     f: &mut Function,
     src: &str,
-    iy: &str,
-    ix: &str,
-    height: usize,
-    width: usize,
-    pad: &str,
-) -> String {
-    let c1 = f.let_("in", format!("icmp ult i64 {iy}, {height}"));
-    let c2 = f.let_("in", format!("icmp ult i64 {ix}, {width}"));
-    let inside = f.let_("in", format!("and i1 {c1}, {c2}"));
-    let row = f.int("mul", iy, width);
-    let at = f.int("add", &row, ix);
-    let safe = f.let_("at", format!("select i1 {inside}, i64 {at}, i64 0"));
-    let v = f.load(src, &safe);
-    f.let_("v", format!("select i1 {inside}, float {v}, float {pad}"))
+    dst: &str,
+    p_start: &str,
+    p_count: &str,
+    dy: &str,
+    dx: &str,
+    conv: &ir::Conv,
+    [h, w]: [usize; 2],
+    ow: usize,
+) {
+    let [sy, sx] = conv.stride;
+    // Output columns whose input column is inside: [first_in, end_in).
+    let neg = f.int("sub", 0, dx);
+    let neg = f.smax(&neg, 0);
+    let first_in = f.ceil_div(&neg, sx);
+    let span = f.int("sub", w as i64 - 1, dx);
+    let end_in = f.int("sdiv", &span, sx);
+    let end_in = f.int("add", &end_in, 1);
+    let negative = f.let_("neg", format!("icmp slt i64 {span}, 0"));
+    let end_in = f.let_("end", format!("select i1 {negative}, i64 0, i64 {end_in}"));
+    let end_in = f.smin(&end_in, ow);
+    let oy_first = f.int("udiv", p_start, ow);
+    let p_end = f.int("add", p_start, p_count);
+    let last = f.int("sub", &p_end, 1);
+    let oy_last = f.int("udiv", &last, ow);
+    let rows = f.int("sub", &oy_last, &oy_first);
+    let rows = f.int("add", &rows, 1);
+    f.count(&rows, |f, r| {
+        let oy = f.int("add", &oy_first, r);
+        let row0 = f.int("mul", &oy, ow);
+        let lo = f.smax(p_start, &row0);
+        let lo = f.int("sub", &lo, &row0);
+        let row_end = f.int("add", &row0, ow);
+        let hi = f.smin(&p_end, &row_end);
+        let hi = f.int("sub", &hi, &row0);
+        // dst[base + ox] holds output column ox of this row (base < 0 on the block's first row).
+        let base = f.int("sub", &row0, p_start);
+        let iy = f.int("mul", &oy, sy);
+        let iy = f.int("add", &iy, dy);
+        let row_in = f.let_("in", format!("icmp ult i64 {iy}, {h}"));
+        let in_lo = f.smax(&lo, &first_in);
+        let in_lo = f.smin(&in_lo, &hi);
+        let in_lo = f.let_("lo", format!("select i1 {row_in}, i64 {in_lo}, i64 {hi}"));
+        let in_hi = f.smin(&hi, &end_in);
+        let in_hi = f.smax(&in_hi, &in_lo);
+        let head = f.int("sub", &in_lo, &lo);
+        let first = f.int("add", &base, &lo);
+        f.fill(dst, &first, &head, "0.0");
+        let row = f.int("mul", &iy, w);
+        let row = f.int("add", &row, dx);
+        let inside = f.int("sub", &in_hi, &in_lo);
+        f.count(&inside, |f, i| {
+            let ox = f.int("add", &in_lo, i);
+            let ix = f.int("mul", &ox, sx);
+            let at = f.int("add", &row, &ix);
+            let v = f.load(src, &at);
+            let to = f.int("add", &base, &ox);
+            f.store(&v, dst, &to);
+        });
+        let tail = f.int("sub", &hi, &in_hi);
+        let first = f.int("add", &base, &in_hi);
+        f.fill(dst, &first, &tail, "0.0");
+    });
 }

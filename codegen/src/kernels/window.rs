@@ -7,7 +7,6 @@ use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty, float};
 use crate::epilogue::{self, Chain};
-use crate::kernels::gemm::load_padded;
 use crate::lower::Lowering;
 
 /// Work (window taps plus padded copies) a task should hold.
@@ -47,9 +46,12 @@ impl Lowering<'_> {
         let ys = graph.shape(out).dims().to_vec();
         let (oh, ow) = (ys[2], ys[3]);
         let [kh, kw] = kernel;
-        // The padded plane holds exactly the rows and columns the windows touch.
+        // The padded plane holds exactly the rows and columns the windows touch; with a column
+        // stride s its columns are stored in s phases (column px at phase px % s, position
+        // px / s), so that every tap reads consecutive floats along an output row.
         let ph = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1;
         let pw = (ow - 1) * stride[1] + (kw - 1) * dilation[1] + 1;
+        let layout = Padded { rows: ph, cols: pw.div_ceil(stride[1]), phases: stride[1] };
         let channels = ys[1];
         let per_task = (TASK_WORK / (oh * ow * kh * kw + ph * pw)).clamp(1, channels);
         let chunks = channels.div_ceil(per_task);
@@ -57,7 +59,7 @@ impl Lowering<'_> {
         self.parallel(f, ys[0] * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
-            let padded = f.let_("pad", format!("call ptr @archc_scratch(i64 {})", ph * pw * 4));
+            let padded = f.let_("pad", format!("call ptr @archc_scratch(i64 {})", layout.floats() * 4));
             let first = f.int("mul", &chunk, per_task);
             let left = f.int("sub", channels, &first);
             let count = f.umin(&left, per_task);
@@ -66,16 +68,7 @@ impl Lowering<'_> {
                 let src = l.plane(f, x, &c, &n);
                 let dst = l.plane(f, out, &c, &n);
                 let residual = chain.residual.map(|r| l.plane(f, r, &c, &n));
-                f.count(ph, |f, py| {
-                    let iy = f.int("sub", py, padding[0]);
-                    let row = f.int("mul", py, pw);
-                    f.count(pw, |f, px| {
-                        let ix = f.int("sub", px, padding[1]);
-                        let v = load_padded(f, &src, &iy, &ix, xs[2], xs[3], pad_value);
-                        let at = f.int("add", &row, px);
-                        f.store(&v, &padded, &at);
-                    });
-                });
+                layout.fill(f, &padded, &src, [xs[2], xs[3]], padding, pad_value);
                 let (taps, init) = match combine {
                     Combine::Conv { weights, bias } => {
                         let first = f.int("mul", &c, kh * kw);
@@ -95,14 +88,15 @@ impl Lowering<'_> {
                 f.count(oh, |f, oy| {
                     let top = f.int("mul", oy, stride[0]);
                     f.count(ow, |f, ox| {
-                        let left = f.int("mul", ox, stride[1]);
                         let mut acc = init.clone();
                         for ky in 0..kh {
                             let y = f.int("add", &top, ky * dilation[0]);
-                            let row = f.int("mul", &y, pw);
+                            let row = f.int("mul", &y, layout.row_floats());
                             for kx in 0..kw {
-                                let xi = f.int("add", &left, kx * dilation[1]);
-                                let at = f.int("add", &row, &xi);
+                                let (phase, shift) =
+                                    (kx * dilation[1] % stride[1], kx * dilation[1] / stride[1]);
+                                let column = f.int("add", ox, phase * layout.cols + shift);
+                                let at = f.int("add", &row, &column);
                                 let v = f.load(&padded, &at);
                                 acc = match combine {
                                     Combine::Conv { .. } => f.fma(&v, &taps[ky * kw + kx], &acc),
@@ -127,5 +121,70 @@ impl Lowering<'_> {
                 });
             });
         });
+    }
+}
+
+/// A channel plane copied with its padding, columns split into phases: row-major rows of
+/// `phases` blocks of `cols` floats.
+struct Padded {
+    rows: usize,
+    cols: usize,
+    phases: usize,
+}
+
+impl Padded {
+    fn row_floats(&self) -> usize {
+        self.phases * self.cols
+    }
+
+    fn floats(&self) -> usize {
+        self.rows * self.row_floats()
+    }
+
+    /// Copies the `[h, w]` plane `src` into `dst`, `pad` around it. The split into padding and
+    /// interior is known at compile time, so each part is a plain loop.
+    fn fill(
+        &self,
+        f: &mut Function,
+        dst: &str,
+        src: &str,
+        [h, w]: [usize; 2],
+        padding: [usize; 2],
+        pad: &str,
+    ) {
+        let (top, left) = (padding[0], padding[1]);
+        let first_row = top.min(self.rows);
+        let end_row = (top + h).min(self.rows).max(first_row);
+        f.fill(dst, 0, first_row * self.row_floats(), pad);
+        f.count(end_row - first_row, |f, r| {
+            let py = f.int("add", r, first_row);
+            let row = f.int("mul", &py, self.row_floats());
+            let iy = f.int("sub", &py, top);
+            let source_row = f.int("mul", &iy, w);
+            for phase in 0..self.phases {
+                // Positions c of this phase whose input column c * phases + phase - left is inside.
+                let lo = left.saturating_sub(phase).div_ceil(self.phases).min(self.cols);
+                let hi = if w + left > phase {
+                    ((w + left - 1 - phase) / self.phases + 1).min(self.cols)
+                } else {
+                    0
+                };
+                let hi = hi.max(lo);
+                let base = f.int("add", &row, phase * self.cols);
+                f.fill(dst, &base, lo, pad);
+                f.count(hi - lo, |f, i| {
+                    let c = f.int("add", i, lo);
+                    let ix = f.int("mul", &c, self.phases);
+                    let ix = f.int("add", &ix, phase as i64 - left as i64);
+                    let at = f.int("add", &source_row, &ix);
+                    let v = f.load(src, &at);
+                    let to = f.int("add", &base, &c);
+                    f.store(&v, dst, &to);
+                });
+                let tail = f.int("add", &base, hi);
+                f.fill(dst, &tail, self.cols - hi, pad);
+            }
+        });
+        f.fill(dst, end_row * self.row_floats(), (self.rows - end_row) * self.row_floats(), pad);
     }
 }
