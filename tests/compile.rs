@@ -103,17 +103,31 @@ fn executable_runs_without_archc() {
     assert!(!y.exists());
 }
 
-/// A C program written against the library's header: reads raw floats, runs, writes raw floats.
+/// A C program written against the library's header: reads raw floats, runs on one thread
+/// (checking that no thread was created), then on two (checking that one was), and writes
+/// raw floats.
 const PROGRAM: &str = r#"
+#define _DEFAULT_SOURCE
+#include <dirent.h>
 #include <stdio.h>
 #include "NAME.h"
+static int threads(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
+    if (d) closedir(d);
+    return n;
+}
 int main(int argc, char **argv) {
     static float in[NAME_UPPER_INPUT_ELEMS], out[NAME_UPPER_OUTPUT_ELEMS];
     FILE *f = fopen(argv[1], "rb");
     if (!f || fread(in, sizeof(float), NAME_UPPER_INPUT_ELEMS, f) != NAME_UPPER_INPUT_ELEMS) return 3;
     fclose(f);
+    if (NAME_run(in, out) != 0) return 4;
+    if (threads() != 1) return 5;
     NAME_set_threads(2);
     if (NAME_run(in, out) != 0) return 4;
+    if (threads() != 2) return 6;
     f = fopen(argv[2], "wb");
     fwrite(out, sizeof(float), NAME_UPPER_OUTPUT_ELEMS, f);
     fclose(f);

@@ -21,8 +21,10 @@ void ARCHC_SET_THREADS(int n);
 
 static const int64_t input_shape[] = ARCHC_INPUT_SHAPE;
 static const int64_t output_shape[] = ARCHC_OUTPUT_SHAPE;
-_Static_assert(sizeof input_shape / sizeof *input_shape == ARCHC_INPUT_RANK, "ARCHC_INPUT_SHAPE has ARCHC_INPUT_RANK dims");
-_Static_assert(sizeof output_shape / sizeof *output_shape == ARCHC_OUTPUT_RANK, "ARCHC_OUTPUT_SHAPE has ARCHC_OUTPUT_RANK dims");
+_Static_assert(sizeof input_shape / sizeof *input_shape == ARCHC_INPUT_RANK,
+               "ARCHC_INPUT_SHAPE has ARCHC_INPUT_RANK dims");
+_Static_assert(sizeof output_shape / sizeof *output_shape == ARCHC_OUTPUT_RANK,
+               "ARCHC_OUTPUT_SHAPE has ARCHC_OUTPUT_RANK dims");
 
 /* Bad command lines and bad inputs exit with 2, failures while running or writing with 1. */
 enum { EXIT_RUN_FAILED = 1, EXIT_BAD_INPUT = 2 };
@@ -83,8 +85,8 @@ static void print_usage(FILE *to, const char *program)
             "  --top K         prints the K largest outputs of each batch item\n"
             "  --threads T     runs on T threads (default 1)\n"
             "  --bench N       times N runs after %d warm-up runs, printing JSON\n",
-            program, shape_text(in, input_shape, ARCHC_INPUT_RANK), shape_text(out, output_shape, ARCHC_OUTPUT_RANK),
-            WARMUP_RUNS);
+            program, shape_text(in, input_shape, ARCHC_INPUT_RANK),
+            shape_text(out, output_shape, ARCHC_OUTPUT_RANK), WARMUP_RUNS);
 }
 
 static _Noreturn void usage_error(const char *program, const char *format, ...)
@@ -350,13 +352,14 @@ static int check_header(const char *path, const struct npy_header *h, bool *big_
 {
     const char *d = h->descr;
     if ((d[0] != '<' && d[0] != '>') || d[1] != 'f' || (strcmp(d + 2, "4") && strcmp(d + 2, "8")))
-        fail(EXIT_BAD_INPUT, "%s: dtype '%s', but the network takes float32 ('<f4'; float64 is converted)", path, d);
+        fail(EXIT_BAD_INPUT, "%s: dtype '%s', but the network takes float32 ('<f4'; float64 is converted)",
+             path, d);
     if (h->fortran_order)
         fail(EXIT_BAD_INPUT, "%s: Fortran-ordered array; save it in C order (np.ascontiguousarray)", path);
     if (h->rank != ARCHC_INPUT_RANK || memcmp(h->shape, input_shape, sizeof input_shape)) {
         char got[SHAPE_TEXT], want[SHAPE_TEXT];
-        fail(EXIT_BAD_INPUT, "%s: shape %s, but the network takes %s", path, shape_text(got, h->shape, h->rank),
-             shape_text(want, input_shape, ARCHC_INPUT_RANK));
+        fail(EXIT_BAD_INPUT, "%s: shape %s, but the network takes %s", path,
+             shape_text(got, h->shape, h->rank), shape_text(want, input_shape, ARCHC_INPUT_RANK));
     }
     *big_endian = d[0] == '>';
     return d[2] - '0';

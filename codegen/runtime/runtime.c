@@ -228,9 +228,11 @@ static void spawn_workers(int want)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    while (pool.spawned < want &&
-           pthread_create(&pool.workers[pool.spawned], NULL, worker_main, (void *)(intptr_t)pool.spawned) == 0)
-        pool.spawned++;
+    for (; pool.spawned < want; pool.spawned++) {
+        void *id = (void *)(intptr_t)pool.spawned;
+        if (pthread_create(&pool.workers[pool.spawned], NULL, worker_main, id) != 0)
+            break;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pool.spawned < want) {
         atomic_store(&pool.limit, pool.spawned);
