@@ -281,3 +281,36 @@ fn arm_executable_runs_under_qemu() {
     let err = relative_error(&read_npy(&y).1, &expected);
     assert!(err < 1e-4, "relative error {err}");
 }
+
+#[test]
+fn two_networks_link_into_one_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(archc(&["compile", NETWORK, "--emit", "lib", "-o", path(&a)]));
+    ok(archc(&["compile", "zoo/mnist/shufflenet_v2_x1_0.ron", "--emit", "lib", "-o", path(&b)]));
+    let source = dir.path().join("two.c");
+    std::fs::write(
+        &source,
+        r#"#include "mnist_shufflenet_v2_x0_5.h"
+#include "mnist_shufflenet_v2_x1_0.h"
+static float in[784], out_a[10], out_b[10];
+int main(void) {
+    mnist_shufflenet_v2_x0_5_set_threads(2);
+    for (int i = 0; i < 784; i++) in[i] = (float)(i % 17) / 17.0f;
+    if (mnist_shufflenet_v2_x0_5_run(in, out_a) || mnist_shufflenet_v2_x1_0_run(in, out_b)) return 1;
+    for (int i = 0; i < 10; i++) if (out_a[i] == out_b[i]) return 2;
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.path().join("two");
+    let archives = [a.join("libmnist_shufflenet_v2_x0_5.a"), b.join("libmnist_shufflenet_v2_x1_0.a")];
+    let cc = Command::new("cc")
+        .args(["-I", path(&a), "-I", path(&b), path(&source), path(&archives[0]), path(&archives[1])])
+        .args(["-o", path(&exe), "-lm", "-pthread"])
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    assert!(Command::new(&exe).status().unwrap().success());
+}

@@ -10,6 +10,10 @@
 #define ARCHC_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define ARCHC_HIDDEN
+/* Scratch memory of at least `bytes` bytes, 64-byte aligned, owned by the calling thread and valid until
+   its next call (see scratch.c). */
+ARCHC_HIDDEN void *archc_scratch(int64_t bytes);
+
 #endif
 
 /* One unit of parallel work: called once for each index of a parallel_for. */
@@ -36,5 +40,9 @@ ARCHC_HIDDEN void archc_unlock(void);
 /* Lifetime: idle workers spin for up to 0.3 ms, then sleep. Unloading the library (dlclose) or exiting
    the process joins them, unless a parallel_for is running at that moment. A fork() child starts with
    no workers and creates them as needed. */
+
+/* Scratch memory of at least `bytes` bytes, 64-byte aligned, owned by the calling thread and valid until
+   its next call (see scratch.c). */
+ARCHC_HIDDEN void *archc_scratch(int64_t bytes);
 
 #endif

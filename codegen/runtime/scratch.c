@@ -1,16 +1,39 @@
 /* Per-thread scratch memory for generated kernels: padded planes, im2col blocks, gathered features. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "runtime.h"
 
+static _Thread_local void *buffer;
+static _Thread_local int64_t size;
+
+/* Frees a thread's buffer when the thread ends (pool workers joined by set_threads or unloading). */
+static pthread_key_t owner;
+static pthread_once_t owner_once = PTHREAD_ONCE_INIT;
+
+static void release(void *p) { free(p); }
+
+static void make_owner(void) {
+    if (pthread_key_create(&owner, release) != 0) {
+        abort();
+    }
+}
+
+/* The key's destructor lives in this library: once it is unloaded, threads that outlive it (the
+   application's) must not call it, so their last buffer is left to the process. */
+__attribute__((destructor)) static void forget_owner(void) {
+    if (pthread_once(&owner_once, make_owner) == 0) {
+        pthread_key_delete(owner);
+    }
+}
+
 /* Returns at least `bytes` bytes, 64-byte aligned, owned by the calling thread and reused by its next
    call: a kernel task asks once and is done with it before the thread runs another task. The buffer only
    grows, so a network's steady state allocates nothing. */
 void *archc_scratch(int64_t bytes) {
-    static _Thread_local void *buffer;
-    static _Thread_local int64_t size;
     if (bytes > size) {
+        pthread_once(&owner_once, make_owner);
         int64_t rounded = (bytes + 4095) / 4096 * 4096;
         free(buffer);
         buffer = aligned_alloc(64, (size_t)rounded);
@@ -18,6 +41,7 @@ void *archc_scratch(int64_t bytes) {
             abort();
         }
         size = rounded;
+        pthread_setspecific(owner, buffer);
     }
     return buffer;
 }

@@ -87,12 +87,11 @@ pub fn build(
             let mut objects = runtime::compile(dir, target, &symbol, &glue, exe)?;
             objects.push(object);
             let linked = dir.join("linked");
-            build::link(
-                target,
-                &objects,
-                if exe { Linked::Executable } else { Linked::Relocatable },
-                &linked,
-            )?;
+            if exe {
+                build::link(target, &objects, Linked::Executable, &linked)?;
+            } else {
+                build::self_contained_object(target, &objects, &linked)?;
+            }
             results.push((linked, out.to_path_buf()));
         }
         Emit::Lib => {
@@ -100,10 +99,12 @@ pub fn build(
             module(ModuleFile::Object, &object)?;
             let mut objects = runtime::compile(dir, target, &symbol, &glue, false)?;
             objects.push(object);
+            let combined = dir.join("combined.o");
+            build::self_contained_object(target, &objects, &combined)?;
             let (shared, archive, header) =
                 (format!("lib{symbol}.so"), format!("lib{symbol}.a"), format!("{symbol}.h"));
-            build::link(target, &objects, Linked::Shared, &dir.join(&shared))?;
-            build::archive(target, &objects, &dir.join(&archive))?;
+            build::link(target, std::slice::from_ref(&combined), Linked::Shared, &dir.join(&shared))?;
+            build::archive(target, &combined, &dir.join(&archive))?;
             std::fs::write(dir.join(&header), header_text(&symbol, graph.name(), &lowered))?;
             for name in [shared, archive, header] {
                 results.push((dir.join(&name), out.join(&name)));

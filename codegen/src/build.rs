@@ -117,20 +117,34 @@ pub fn shared_library(
     Ok(library)
 }
 
-/// Bundles `objects` into the static library `path` with the target's `ar`.
-pub fn archive(target: &Target, objects: &[PathBuf], path: &Path) -> Result<(), Error> {
-    let ar = match target.arch() {
-        arch if arch == std::env::consts::ARCH => "ar".to_string(),
-        arch => format!("{arch}-linux-gnu-ar"),
+/// Runs binutils' `tool` (`ar`, `objcopy`) for `target` with `args`.
+fn binutil(target: &Target, tool: &str, args: impl FnOnce(&mut std::process::Command)) -> Result<(), Error> {
+    let program = match target.arch() {
+        arch if arch == std::env::consts::ARCH => tool.to_string(),
+        arch => format!("{arch}-linux-gnu-{tool}"),
     };
-    let out = std::process::Command::new(&ar)
-        .arg("rcs")
-        .arg(path)
-        .args(objects)
-        .output()
-        .map_err(|e| Error::Link(format!("running {ar}: {e}")))?;
+    let mut command = std::process::Command::new(&program);
+    args(&mut command);
+    let out = command.output().map_err(|e| Error::Link(format!("running {program}: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Link(format!("{ar}: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(Error::Link(format!("{program}: {}", String::from_utf8_lossy(&out.stderr))));
     }
     Ok(())
+}
+
+/// Links `objects` into one relocatable object at `path` whose runtime symbols are local, so
+/// that two networks' objects or static libraries link into one program, each with its own
+/// thread pool.
+pub fn self_contained_object(target: &Target, objects: &[PathBuf], path: &Path) -> Result<(), Error> {
+    link(target, objects, Linked::Relocatable, path)?;
+    binutil(target, "objcopy", |c| {
+        c.arg("--localize-hidden").arg(path);
+    })
+}
+
+/// Bundles `object` into the static library `path`.
+pub fn archive(target: &Target, object: &Path, path: &Path) -> Result<(), Error> {
+    binutil(target, "ar", |c| {
+        c.arg("rcs").arg(path).arg(object);
+    })
 }
