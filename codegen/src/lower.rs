@@ -128,8 +128,8 @@ pub(crate) struct Lowering<'a> {
     tables: BTreeMap<Value, String>,
     blob: Vec<f32>,
     functions: String,
-    /// The GEMM micro-kernel, one per epilogue sequence.
-    pub tiles: BTreeMap<Vec<Step>, String>,
+    /// The GEMM micro-kernels, one per epilogue sequence and tile shape (rows, vectors).
+    pub tiles: BTreeMap<(Vec<Step>, usize, usize), String>,
     steps: Vec<StepInfo>,
     names: usize,
 }

@@ -5,7 +5,7 @@
 
 use ir::{NodeId, Op};
 
-use crate::emit::{Function, Ty, float};
+use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain};
 use crate::lower::Lowering;
 
@@ -51,7 +51,13 @@ impl Lowering<'_> {
         // px / s), so that every tap reads consecutive floats along an output row.
         let ph = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1;
         let pw = (ow - 1) * stride[1] + (kw - 1) * dilation[1] + 1;
-        let layout = Padded { rows: ph, cols: pw.div_ceil(stride[1]), phases: stride[1] };
+        // Rows are computed in whole vectors: the phases are wide enough for the last vector's
+        // taps to read padding, and only its store is masked.
+        let lanes = self.isa.lanes;
+        let vectors = ow.div_ceil(lanes);
+        let reach = (kw - 1) * dilation[1] / stride[1];
+        let layout =
+            Padded { rows: ph, cols: pw.div_ceil(stride[1]).max(vectors * lanes + reach), phases: stride[1] };
         let channels = ys[1];
         let per_task = (TASK_WORK / (oh * ow * kh * kw + ph * pw)).clamp(1, channels);
         let chunks = channels.div_ceil(per_task);
@@ -69,6 +75,7 @@ impl Lowering<'_> {
                 let dst = l.plane(f, out, &c, &n);
                 let residual = chain.residual.map(|r| l.plane(f, r, &c, &n));
                 layout.fill(f, &padded, &src, [xs[2], xs[3]], padding, pad_value);
+                let ty = Ty::Vector(lanes);
                 let (taps, init) = match combine {
                     Combine::Conv { weights, bias } => {
                         let first = f.int("mul", &c, kh * kw);
@@ -76,48 +83,69 @@ impl Lowering<'_> {
                         let taps: Vec<String> = (0..kh * kw)
                             .map(|t| {
                                 let at = f.int("add", &first, t);
-                                f.load("%w", &at)
+                                let tap = f.load("%w", &at);
+                                f.splat(&tap, lanes)
                             })
                             .collect();
                         let at = f.int("add", &c, bias);
-                        (taps, f.load("%w", &at))
+                        let bias = f.load("%w", &at);
+                        (taps, f.splat(&bias, lanes))
                     }
-                    Combine::Max => (Vec::new(), pad_value.to_string()),
-                    Combine::Average => (Vec::new(), "0.0".to_string()),
+                    Combine::Max => (Vec::new(), ty.constant(f32::NEG_INFINITY)),
+                    Combine::Average => (Vec::new(), ty.constant(0.0)),
                 };
-                f.count(oh, |f, oy| {
+                let (t, sfx) = (ty.name(), ty.suffix());
+                // One vector of `lanes` outputs of row `oy` from column `first` on.
+                let vector = |f: &mut Function, oy: &str, first: &str, mask: Option<&str>| {
                     let top = f.int("mul", oy, stride[0]);
-                    f.count(ow, |f, ox| {
-                        let mut acc = init.clone();
-                        for ky in 0..kh {
-                            let y = f.int("add", &top, ky * dilation[0]);
-                            let row = f.int("mul", &y, layout.row_floats());
-                            for kx in 0..kw {
-                                let (phase, shift) =
-                                    (kx * dilation[1] % stride[1], kx * dilation[1] / stride[1]);
-                                let column = f.int("add", ox, phase * layout.cols + shift);
-                                let at = f.int("add", &row, &column);
-                                let v = f.load(&padded, &at);
-                                acc = match combine {
-                                    Combine::Conv { .. } => f.fma(&v, &taps[ky * kw + kx], &acc),
-                                    Combine::Max => f.let_(
-                                        "m",
-                                        format!("call float @llvm.maxnum.f32(float {acc}, float {v})"),
+                    let mut acc = init.clone();
+                    for ky in 0..kh {
+                        let y = f.int("add", &top, ky * dilation[0]);
+                        let row = f.int("mul", &y, layout.row_floats());
+                        let row = f.int("add", &row, first);
+                        for kx in 0..kw {
+                            let (phase, shift) = (kx * dilation[1] % stride[1], kx * dilation[1] / stride[1]);
+                            let at = f.int("add", &row, phase * layout.cols + shift);
+                            let v = f.load_ty(ty, &padded, &at, None);
+                            acc = match combine {
+                                Combine::Conv { .. } => f.let_(
+                                    "m",
+                                    format!(
+                                        "call {t} @llvm.fmuladd.{sfx}({t} {v}, {t} {}, {t} {acc})",
+                                        taps[ky * kw + kx]
                                     ),
-                                    Combine::Average => f.let_("m", format!("fadd float {acc}, {v}")),
-                                };
-                            }
+                                ),
+                                Combine::Max => {
+                                    f.let_("m", format!("call {t} @llvm.maxnum.{sfx}({t} {acc}, {t} {v})"))
+                                }
+                                Combine::Average => f.let_("m", format!("fadd {t} {acc}, {v}")),
+                            };
                         }
-                        if matches!(combine, Combine::Average) {
-                            acc = f.let_("m", format!("fdiv float {acc}, {}", float((kh * kw) as f32)));
-                        }
-                        let row = f.int("mul", oy, ow);
-                        let at = f.int("add", &row, ox);
-                        let y = epilogue::emit(&chain.steps, f, Ty::Scalar, &acc, &mut |f| {
-                            f.load(residual.as_deref().expect("a residual plane"), &at)
-                        });
-                        f.store(&y, &dst, &at);
+                    }
+                    if matches!(combine, Combine::Average) {
+                        acc = f.let_("m", format!("fdiv {t} {acc}, {}", ty.constant((kh * kw) as f32)));
+                    }
+                    let row = f.int("mul", oy, ow);
+                    let at = f.int("add", &row, first);
+                    let y = epilogue::emit(&chain.steps, f, ty, &acc, &mut |f| {
+                        f.load_ty(ty, residual.as_deref().expect("a residual plane"), &at, mask)
                     });
+                    f.store_ty(ty, &y, &dst, &at, mask);
+                };
+                let (full, tail) = (ow / lanes, ow % lanes);
+                let tail_mask = (tail > 0).then(|| {
+                    let bits: Vec<&str> =
+                        (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
+                    format!("<{}>", bits.join(", "))
+                });
+                f.count(oh, |f, oy| {
+                    f.count(full, |f, v| {
+                        let first = f.int("mul", v, lanes);
+                        vector(f, oy, &first, None);
+                    });
+                    if let Some(mask) = &tail_mask {
+                        vector(f, oy, &(full * lanes).to_string(), Some(mask));
+                    }
                 });
             });
         });
