@@ -70,20 +70,25 @@ impl Lowering<'_> {
         let m = conv.out_channels / conv.groups;
         let w = self.param(node, "weight");
         let p = planes(out).1;
-        // The ISA's tile, or one as tall and one vector wide when that wastes fewer lanes on the
-        // last tile of pixels (7x7 planes: 49 pixels fill 87% of 7 vectors of 8, 77% of 4 of 16).
-        let isa = self.isa;
-        let used = |cols: usize| p as f64 / (p.div_ceil(cols) * cols) as f64;
-        let (rows, vectors) = if isa.tile_vectors > 1 && used(isa.lanes) > used(isa.tile_cols()) + 0.05 {
-            (isa.tile_rows * isa.tile_vectors, 1)
-        } else {
-            (isa.tile_rows, isa.tile_vectors)
-        };
+        // A tile as tall and one vector wide wastes fewer lanes on 7x7 planes, but measured
+        // slower: it broadcasts one weight per multiply-add.
+        let (rows, vectors) = (self.isa.tile_rows, self.isa.tile_vectors);
         let packed: Vec<f32> =
             (0..conv.groups).flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows)).collect();
         let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; conv.out_channels] };
         let (a, bias) = (self.push(&packed), self.push(&bias));
-        Product { groups: conv.groups, m, k, p, batch: out.batch(), a, bias, rows, vectors, lanes: isa.lanes }
+        Product {
+            groups: conv.groups,
+            m,
+            k,
+            p,
+            batch: out.batch(),
+            a,
+            bias,
+            rows,
+            vectors,
+            lanes: self.isa.lanes,
+        }
     }
 
     /// A 1x1 convolution (stride 1, no padding): the input planes are the matrix `X`.
