@@ -302,6 +302,8 @@ impl Lowering<'_> {
                     self.pointwise_conv(f, id, chain);
                 } else if conv.groups == cin && conv.out_channels == cin {
                     self.window(f, id, chain);
+                } else if crate::kernels::direct::suits(conv, cin) {
+                    self.direct_conv(f, id, chain);
                 } else {
                     self.im2col_conv(f, id, chain);
                 }

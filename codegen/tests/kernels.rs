@@ -27,6 +27,12 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
         [3, 23, 21],
         "Conv(out: 24, kernel: 3, stride: 2, bn: true, act: Relu), MaxPool(kernel: 3, stride: 2, padding: 1)",
     ),
+    (
+        "direct_residual",
+        [4, 9, 10],
+        r#"Alias(name: "x"), Conv(name: "c", out: 4, kernel: 3, dilation: 2), Add(["c", "x"]), Relu"#,
+    ),
+    ("direct_tails", [2, 6, 37], "Conv(out: 13, kernel: 3, stride: 2, bias: true, act: Hardswish)"),
     ("conv7", [3, 19, 18], "Conv(out: 17, kernel: 7, stride: 2, padding: 3)"),
     ("conv_grouped", [12, 9, 8], "Conv(out: 15, kernel: 3, groups: 3, bias: true)"),
     ("conv_dilated", [5, 11, 12], "Conv(out: 7, kernel: 3, dilation: 2, act: Relu)"),

@@ -1,6 +1,7 @@
 //! The kernels a step can run, each an `impl Lowering` block that writes LLVM IR.
 
+pub mod direct;
 mod elementwise;
 mod gemm;
 mod linear;
-mod window;
+pub mod window;

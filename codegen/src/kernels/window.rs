@@ -154,18 +154,18 @@ impl Lowering<'_> {
 
 /// A channel plane copied with its padding, columns split into phases: row-major rows of
 /// `phases` blocks of `cols` floats.
-struct Padded {
-    rows: usize,
-    cols: usize,
-    phases: usize,
+pub(crate) struct Padded {
+    pub rows: usize,
+    pub cols: usize,
+    pub phases: usize,
 }
 
 impl Padded {
-    fn row_floats(&self) -> usize {
+    pub fn row_floats(&self) -> usize {
         self.phases * self.cols
     }
 
-    fn floats(&self) -> usize {
+    pub fn floats(&self) -> usize {
         self.rows * self.row_floats()
     }
 
@@ -180,39 +180,75 @@ impl Padded {
         padding: [usize; 2],
         pad: &str,
     ) {
-        let (top, left) = (padding[0], padding[1]);
+        let top = padding[0];
         let first_row = top.min(self.rows);
         let end_row = (top + h).min(self.rows).max(first_row);
         f.fill(dst, 0, first_row * self.row_floats(), pad);
         f.count(end_row - first_row, |f, r| {
             let py = f.int("add", r, first_row);
-            let row = f.int("mul", &py, self.row_floats());
             let iy = f.int("sub", &py, top);
-            let source_row = f.int("mul", &iy, w);
-            for phase in 0..self.phases {
-                // Positions c of this phase whose input column c * phases + phase - left is inside.
-                let lo = left.saturating_sub(phase).div_ceil(self.phases).min(self.cols);
-                let hi = if w + left > phase {
-                    ((w + left - 1 - phase) / self.phases + 1).min(self.cols)
-                } else {
-                    0
-                };
-                let hi = hi.max(lo);
-                let base = f.int("add", &row, phase * self.cols);
-                f.fill(dst, &base, lo, pad);
-                f.count(hi - lo, |f, i| {
-                    let c = f.int("add", i, lo);
-                    let ix = f.int("mul", &c, self.phases);
-                    let ix = f.int("add", &ix, phase as i64 - left as i64);
-                    let at = f.int("add", &source_row, &ix);
-                    let v = f.load(src, &at);
-                    let to = f.int("add", &base, &c);
-                    f.store(&v, dst, &to);
-                });
-                let tail = f.int("add", &base, hi);
-                f.fill(dst, &tail, self.cols - hi, pad);
-            }
+            self.copy_row(f, dst, &py, src, &iy, w, padding[1], pad);
         });
         f.fill(dst, end_row * self.row_floats(), (self.rows - end_row) * self.row_floats(), pad);
+    }
+
+    /// Fills padded row `py` of `dst` from input row `iy` of `src` (of width `w`), or with
+    /// `pad` when `iy` is outside `0..h`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_row(
+        &self,
+        f: &mut Function,
+        dst: &str,
+        py: &str,
+        src: &str,
+        iy: &str,
+        [h, w]: [usize; 2],
+        left: usize,
+        pad: &str,
+    ) {
+        let inside = f.let_("in", format!("icmp ult i64 {iy}, {h}"));
+        f.when(&inside, |f| self.copy_row(f, dst, py, src, iy, w, left, pad));
+        let outside = f.let_("out", format!("xor i1 {inside}, true"));
+        f.when(&outside, |f| {
+            let first = f.int("mul", py, self.row_floats());
+            f.fill(dst, &first, self.row_floats(), pad);
+        });
+    }
+
+    /// Copies input row `iy` into padded row `py`, split into phases, `pad` left and right.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_row(
+        &self,
+        f: &mut Function,
+        dst: &str,
+        py: &str,
+        src: &str,
+        iy: &str,
+        w: usize,
+        left: usize,
+        pad: &str,
+    ) {
+        let row = f.int("mul", py, self.row_floats());
+        let source_row = f.int("mul", iy, w);
+        for phase in 0..self.phases {
+            // Positions c of this phase whose input column c * phases + phase - left is inside.
+            let lo = left.saturating_sub(phase).div_ceil(self.phases).min(self.cols);
+            let hi =
+                if w + left > phase { ((w + left - 1 - phase) / self.phases + 1).min(self.cols) } else { 0 };
+            let hi = hi.max(lo);
+            let base = f.int("add", &row, phase * self.cols);
+            f.fill(dst, &base, lo, pad);
+            f.count(hi - lo, |f, i| {
+                let c = f.int("add", i, lo);
+                let ix = f.int("mul", &c, self.phases);
+                let ix = f.int("add", &ix, phase as i64 - left as i64);
+                let at = f.int("add", &source_row, &ix);
+                let v = f.load(src, &at);
+                let to = f.int("add", &base, &c);
+                f.store(&v, dst, &to);
+            });
+            let tail = f.int("add", &base, hi);
+            f.fill(dst, &tail, self.cols - hi, pad);
+        }
     }
 }
