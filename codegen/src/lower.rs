@@ -87,6 +87,7 @@ pub fn lower(
         tiles: BTreeMap::new(),
         steps: Vec::new(),
         names: 0,
+        scratch_bytes: 0,
     };
     let input_value = Value { node: *input, port: 0 };
     l.step(StepInfo { name: "input".into(), op: "copy".into(), macs: 0 }, |l, f| {
@@ -132,6 +133,8 @@ pub(crate) struct Lowering<'a> {
     pub tiles: BTreeMap<(Vec<Step>, usize, usize), String>,
     steps: Vec<StepInfo>,
     names: usize,
+    /// Bytes after the memory plan's buffers that kernels use for scratch within one step.
+    scratch_bytes: usize,
 }
 
 /// Channels and elements per channel plane of a shape (`[n, f]` has planes of one element).
@@ -159,6 +162,13 @@ impl Lowering<'_> {
     pub fn define(&mut self, text: &str) {
         self.functions.push_str(text);
         self.functions.push('\n');
+    }
+
+    /// Arena space of `bytes` bytes for one step's own use, after every planned buffer (steps
+    /// run one at a time, so they share it); returns its byte offset.
+    pub fn scratch_arena(&mut self, bytes: usize) -> usize {
+        self.scratch_bytes = self.scratch_bytes.max(bytes);
+        self.plan.peak_bytes.next_multiple_of(64)
     }
 
     /// A fresh global symbol.
@@ -304,6 +314,8 @@ impl Lowering<'_> {
                     self.window(f, id, chain);
                 } else if crate::kernels::direct::suits(conv, cin) {
                     self.direct_conv(f, id, chain);
+                } else if conv.stride == [1, 1] && self.rows_fill_tiles(id) {
+                    self.shifted_conv(f, id, chain);
                 } else {
                     self.im2col_conv(f, id, chain);
                 }
@@ -314,6 +326,14 @@ impl Lowering<'_> {
             _ => self.elementwise(f, id),
         }
         Ok(())
+    }
+
+    /// Whether tiles kept within output rows (shifted convolutions) use most of their lanes:
+    /// 7-wide rows fill less than half of a 16-pixel tile, where im2col tiles fill 77%.
+    fn rows_fill_tiles(&self, id: NodeId) -> bool {
+        let width = self.graph.shape(Value { node: id, port: 0 }).dims()[3];
+        let cols = self.isa.tile_cols();
+        width as f64 / (width.div_ceil(cols) * cols) as f64 >= 0.7
     }
 
     fn finish(self, input_shape: Vec<usize>, output_shape: Vec<usize>) -> Lowered {
@@ -341,7 +361,7 @@ impl Lowering<'_> {
             forward,
             steps: self.steps,
             weights: self.blob,
-            arena_bytes: self.plan.peak_bytes,
+            arena_bytes: self.plan.peak_bytes.next_multiple_of(64) + self.scratch_bytes,
             input_shape,
             output_shape,
         }

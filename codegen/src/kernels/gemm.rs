@@ -10,14 +10,18 @@ use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain, Step};
+use crate::kernels::window::Padded;
 use crate::lower::{Lowering, planes};
 
 /// Multiply-adds a task should hold: enough to hide the pool's wake-up, small enough to
 /// balance two to a few dozen threads.
 const TASK_MACS: usize = 1 << 19;
 
-/// Scratch floats an im2col block may use, per thread.
-const IM2COL_FLOATS: usize = 1 << 14;
+/// Scratch floats an im2col block may use, per thread (a quarter of a small L2).
+const IM2COL_FLOATS: usize = 1 << 15;
+
+/// Floats of padded planes a padding task should copy.
+const TASK_WORK: usize = 1 << 16;
 
 /// Packs the `rows x k` row-major matrix `w` into micro-tiles of `tile_rows` rows:
 /// `[tile][k][tile_rows]`, zero-padded.
@@ -31,6 +35,18 @@ fn pack(w: &[f32], rows: usize, k: usize, tile_rows: usize) -> Vec<f32> {
         }
     }
     packed
+}
+
+/// Where a shifted convolution's padded input planes are: arena byte offset `base`, plane
+/// `n * channels + c` at `plane_floats` floats each, `row` floats per padded row; the output
+/// has `rows` rows of `out_row` pixels.
+struct Shift {
+    base: usize,
+    plane_floats: usize,
+    channels: usize,
+    row: usize,
+    out_row: usize,
+    rows: usize,
 }
 
 /// The shapes of one convolution as a product of matrices, per group.
@@ -93,9 +109,60 @@ impl Lowering<'_> {
 
     /// A 1x1 convolution (stride 1, no padding): the input planes are the matrix `X`.
     pub fn pointwise_conv(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
+        self.planes_gemm(f, id, chain, None);
+    }
+
+    /// A convolution with stride 1 and a larger kernel, as a sum of 1x1 convolutions over
+    /// shifted inputs: the input planes are first copied, padded, to scratch arena space;
+    /// row `(ci, ky, kx)` of `X` is then padded plane `ci` shifted by `(ky, kx)`. Micro-tiles
+    /// stay within one output row, so each reads consecutive floats of every shifted plane.
+    pub fn shifted_conv(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
+        let graph = self.graph;
+        let Op::Conv(conv) = &graph.node(id).op else { unreachable!("a convolution") };
+        let x = graph.operands(id)[0];
+        let xs = graph.shape(x).dims().to_vec();
+        let ys = graph.shape(chain.output(id)).dims().to_vec();
+        let layout = Padded {
+            rows: ys[2] + (conv.kernel[0] - 1) * conv.dilation[0],
+            cols: ys[3] + (conv.kernel[1] - 1) * conv.dilation[1],
+            phases: 1,
+        };
+        let (planes, plane_floats) = (xs[0] * xs[1], layout.floats());
+        let base = self.scratch_arena(planes * plane_floats * 4);
+        let per_task = (TASK_WORK / plane_floats).clamp(1, planes);
+        let chunks = planes.div_ceil(per_task);
+        self.parallel(f, chunks, |l, f| {
+            let first = f.int("mul", "%t", per_task);
+            let left = f.int("sub", planes, &first);
+            let count = f.umin(&left, per_task);
+            f.count(&count, |f, i| {
+                let plane = f.int("add", &first, i);
+                let (n, c) = (f.int("udiv", &plane, xs[1]), f.int("urem", &plane, xs[1]));
+                let src = l.plane(f, x, &c, &n);
+                let at = f.int("mul", &plane, plane_floats * 4);
+                let at = f.int("add", &at, base);
+                let dst = f.let_("dst", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"));
+                layout.fill(f, &dst, &src, [xs[2], xs[3]], conv.padding, "0.0");
+            });
+        });
+        let shift = Shift { base, plane_floats, channels: xs[1], row: layout.cols, out_row: ys[3], rows: ys[2] };
+        self.planes_gemm(f, id, chain, Some(shift));
+    }
+
+    /// Tiles of a product whose `X` rows are input planes (`shift` none), or padded input
+    /// planes shifted by kernel taps.
+    fn planes_gemm(&mut self, f: &mut Function, id: NodeId, chain: &Chain, shift: Option<Shift>) {
+        let graph = self.graph;
+        let Op::Conv(conv) = &graph.node(id).op else { unreachable!("a convolution") };
         let pr = self.product(id, chain);
         let (rows, cols) = (pr.rows, pr.cols());
-        let (m_tiles, p_tiles) = (pr.m.div_ceil(rows), pr.p.div_ceil(cols));
+        let m_tiles = pr.m.div_ceil(rows);
+        // Pixel tiles: along the flat plane, or within output rows for shifted planes.
+        let row_tiles = shift.as_ref().map(|s| s.out_row.div_ceil(cols));
+        let p_tiles = match (&shift, row_tiles) {
+            (Some(s), Some(per_row)) => s.rows * per_row,
+            _ => pr.p.div_ceil(cols),
+        };
         let tiles = m_tiles * p_tiles;
         // Consecutive tiles of a task share their weights when weights outweigh pixels (deep
         // layers), their input pixels otherwise, so that the shared part stays in L1.
@@ -103,13 +170,42 @@ impl Lowering<'_> {
         let per_task = (TASK_MACS / (rows * cols * pr.k)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors);
-        let (x, out) = (self.graph.operands(id)[0], chain.output(id));
+        let (x, out) = (graph.operands(id)[0], chain.output(id));
+        let [kh, kw] = conv.kernel;
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
             let (group, n) = (f.int("urem", &rest, pr.groups), f.int("udiv", &rest, pr.groups));
-            let first_in = f.int("mul", &group, pr.k);
-            let inputs = l.plane_array(f, x, &first_in, pr.k, &n);
+            let inputs = match &shift {
+                None => {
+                    let first_in = f.int("mul", &group, pr.k);
+                    l.plane_array(f, x, &first_in, pr.k, &n)
+                }
+                Some(s) => {
+                    let inputs = f.pointer_array(pr.k);
+                    let cin = pr.k / (kh * kw);
+                    let first = f.int("mul", &n, s.channels);
+                    let group_first = f.int("mul", &group, cin);
+                    let first = f.int("add", &first, &group_first);
+                    f.count(pr.k, |f, k| {
+                        let ci = f.int("udiv", k, kh * kw);
+                        let tap = f.int("urem", k, kh * kw);
+                        let (ky, kx) = (f.int("udiv", &tap, kw), f.int("urem", &tap, kw));
+                        let plane = f.int("add", &first, &ci);
+                        let at = f.int("mul", &plane, s.plane_floats);
+                        let dy = f.int("mul", &ky, conv.dilation[0] * s.row);
+                        let dx = f.int("mul", &kx, conv.dilation[1]);
+                        let at = f.int("add", &at, &dy);
+                        let at = f.int("add", &at, &dx);
+                        let at = f.int("mul", &at, 4);
+                        let at = f.int("add", &at, s.base);
+                        let row = f.let_("row", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"));
+                        let slot = f.pointer_at(&inputs, k);
+                        f.line(format!("store ptr {row}, ptr {slot}"));
+                    });
+                    inputs
+                }
+            };
             let outputs = Outputs::new(l, f, out, chain, &group, &pr, &n);
             let first_tile = f.int("mul", &chunk, per_task);
             f.count(per_task, |f, i| {
@@ -121,10 +217,25 @@ impl Lowering<'_> {
                     } else {
                         (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
                     };
-                    let p0 = f.int("mul", &pt, cols);
-                    let left = f.int("sub", pr.p, &p0);
-                    let p_valid = f.umin(&left, cols);
-                    outputs.call(f, &tile, &pr, &mt, &inputs, &p0, &p_valid, &p0);
+                    match (&shift, row_tiles) {
+                        (Some(s), Some(per_row)) => {
+                            let (oy, c) = (f.int("udiv", &pt, per_row), f.int("urem", &pt, per_row));
+                            let ox = f.int("mul", &c, cols);
+                            let left = f.int("sub", s.out_row, &ox);
+                            let p_valid = f.umin(&left, cols);
+                            let in_off = f.int("mul", &oy, s.row);
+                            let in_off = f.int("add", &in_off, &ox);
+                            let out_off = f.int("mul", &oy, s.out_row);
+                            let out_off = f.int("add", &out_off, &ox);
+                            outputs.call(f, &tile, &pr, &mt, &inputs, &in_off, &p_valid, &out_off);
+                        }
+                        _ => {
+                            let p0 = f.int("mul", &pt, cols);
+                            let left = f.int("sub", pr.p, &p0);
+                            let p_valid = f.umin(&left, cols);
+                            outputs.call(f, &tile, &pr, &mt, &inputs, &p0, &p_valid, &p0);
+                        }
+                    }
                 });
             });
         });

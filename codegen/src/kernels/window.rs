@@ -171,7 +171,7 @@ impl Padded {
 
     /// Copies the `[h, w]` plane `src` into `dst`, `pad` around it. The split into padding and
     /// interior is known at compile time, so each part is a plain loop.
-    fn fill(
+    pub fn fill(
         &self,
         f: &mut Function,
         dst: &str,
