@@ -290,15 +290,15 @@ impl Lowering<'_> {
             let first_m = f.int("mul", &chunk, per_chunk);
             let left = f.int("sub", m_tiles, &first_m);
             let m_count = f.umin(&left, per_chunk);
-            // Each tile of weights is used for all pixels of the block while it is in L1.
+            // As in planes_gemm: the input pixels of one tile stay in L1 across weight tiles.
             let p_tiles = f.ceil_div(&p_count, cols);
-            f.count(&m_count, |f, i| {
-                let mt = f.int("add", &first_m, i);
-                f.count(&p_tiles, |f, pt| {
-                    let offset = f.int("mul", pt, cols);
-                    let left = f.int("sub", &p_count, &offset);
-                    let p_valid = f.umin(&left, cols);
-                    let p0 = f.int("add", &p_start, &offset);
+            f.count(&p_tiles, |f, pt| {
+                let offset = f.int("mul", pt, cols);
+                let left = f.int("sub", &p_count, &offset);
+                let p_valid = f.umin(&left, cols);
+                let p0 = f.int("add", &p_start, &offset);
+                f.count(&m_count, |f, i| {
+                    let mt = f.int("add", &first_m, i);
                     outputs.call(f, &tile, &pr, &mt, &inputs, &offset, &p_valid, &p0);
                 });
             });
