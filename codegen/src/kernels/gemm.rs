@@ -15,7 +15,7 @@ use crate::lower::{Lowering, planes};
 
 /// Multiply-adds a task should hold: enough to hide the pool's wake-up, small enough to
 /// balance two to a few dozen threads.
-const TASK_MACS: usize = 1 << 19;
+const TASK_MACS: usize = 1 << 18;
 
 /// Scratch floats an im2col block may use, per thread (a quarter of a small L2).
 const IM2COL_FLOATS: usize = 1 << 15;
