@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::CompiledModel;
+use crate::emit::{Function, Ty};
+use crate::{CompiledModel, Error, Target, build};
 
 /// Summary of timed runs, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -59,6 +60,59 @@ pub fn profile(model: &mut CompiledModel, input: &[f32], runs: usize) -> Vec<f64
         .collect()
 }
 
+/// Independent multiply-add chains of the peak loop: enough to cover the FMA latency (4 to 5
+/// cycles) on two pipes, few enough to stay in AVX2's 16 registers with the two constants.
+const CHAINS: usize = 12;
+
+/// Measures this CPU's single-thread fp32 FMA peak in GFLOP/s (two per multiply-add): a loop
+/// of independent vector multiply-adds, compiled for the host like any network, timed at its
+/// best of a few runs. Kernels' GFLOP/s read against it.
+pub fn fma_peak_gflops() -> Result<f64, Error> {
+    let target = Target::host();
+    let lanes = target.isa().lanes;
+    let ty = Ty::Vector(lanes);
+    let (t, s) = (ty.name(), ty.suffix());
+    let mut f = Function::new();
+    let slots: Vec<String> = (0..CHAINS).map(|_| f.slot(ty, "zeroinitializer")).collect();
+    let (a, b) = (ty.constant(0.999), ty.constant(1e-3));
+    f.count("%n", |f, _| {
+        for slot in &slots {
+            let x = f.let_("x", format!("load {t}, ptr {slot}"));
+            let y = f.let_("y", format!("call {t} @llvm.fmuladd.{s}({t} {x}, {t} {a}, {t} {b})"));
+            f.line(format!("store {t} {y}, ptr {slot}"));
+        }
+    });
+    // Keep the results alive.
+    for (i, slot) in slots.iter().enumerate() {
+        let x = f.let_("x", format!("load {t}, ptr {slot}"));
+        let at = f.int("mul", i, lanes);
+        f.store_ty(ty, &x, "%out", &at, None);
+    }
+    let ir =
+        format!("{}\n{}", crate::emit::intrinsics(lanes), f.finish("define void @peak(i64 %n, ptr %out)"));
+    let dir = tempfile::tempdir()?;
+    let (object, library) = (dir.path().join("peak.o"), dir.path().join("libpeak.so"));
+    build::write_ir(&ir, &target, 3, None, build::ModuleFile::Object, &object)?;
+    build::link(&target, &[object], build::Linked::Shared, &library)?;
+    // SAFETY: the library was just built from the module above, which defines `peak`.
+    let handle = unsafe { libloading::Library::new(&library) }.map_err(|e| Error::Link(e.to_string()))?;
+    // SAFETY: `peak` has this signature and writes `CHAINS * lanes` floats to `out`.
+    let peak = unsafe {
+        *handle.get::<unsafe extern "C" fn(i64, *mut f32)>(b"peak").map_err(|e| Error::Link(e.to_string()))?
+    };
+    let mut out = vec![0.0f32; CHAINS * lanes];
+    let iterations = 2_000_000i64;
+    let best = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            // SAFETY: `out` holds `CHAINS * lanes` floats.
+            unsafe { peak(iterations, out.as_mut_ptr()) };
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    Ok(2.0 * (CHAINS * lanes) as f64 * iterations as f64 / best / 1e9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +123,12 @@ mod tests {
         assert_eq!(t(&[5]), Timing { median_ms: 5.0, min_ms: 5.0, p90_ms: 5.0 });
         let s = t(&[9, 1, 2, 3, 4, 5, 6, 7, 8, 10]);
         assert_eq!((s.median_ms, s.min_ms, s.p90_ms), (5.5, 1.0, 9.0));
+    }
+
+    #[test]
+    fn fma_peak_is_plausible() {
+        // Between one scalar FMA per nanosecond and 64 vector lanes at 5 GHz, two pipes.
+        let peak = fma_peak_gflops().unwrap();
+        assert!((2.0..2.0 * 64.0 * 5.0 * 2.0).contains(&peak), "{peak}");
     }
 }

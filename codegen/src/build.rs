@@ -38,12 +38,25 @@ pub fn write_module(
     file: ModuleFile,
     path: &Path,
 ) -> Result<(), Error> {
+    let weights = embed_weights.map(|symbol| (symbol, lowered.weights.as_slice()));
+    write_ir(&lowered.ir, target, level, weights, file, path)
+}
+
+/// Like [`write_module`], for any module's IR text; `weights` embeds `(symbol, data)`.
+pub fn write_ir(
+    ir: &str,
+    target: &Target,
+    level: u8,
+    weights: Option<(&str, &[f32])>,
+    file: ModuleFile,
+    path: &Path,
+) -> Result<(), Error> {
     LlvmTarget::initialize_all(&InitializationConfig::default());
     let context = Context::create();
-    let buffer = MemoryBuffer::create_from_memory_range_copy(lowered.ir.as_bytes(), "network");
+    let buffer = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "network");
     let module = context.create_module_from_ir(buffer).map_err(llvm)?;
-    if let Some(symbol) = embed_weights {
-        let bytes: Vec<u8> = lowered.weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+    if let Some((symbol, weights)) = weights {
+        let bytes: Vec<u8> = weights.iter().flat_map(|w| w.to_le_bytes()).collect();
         let data = context.const_string(&bytes, false);
         let global = module.add_global(data.get_type(), None, &format!("{symbol}_weights"));
         global.set_initializer(&data);

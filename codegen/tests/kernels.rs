@@ -33,7 +33,11 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
         r#"Alias(name: "x"), Conv(name: "c", out: 4, kernel: 3, dilation: 2), Add(["c", "x"]), Relu"#,
     ),
     ("direct_tails", [2, 6, 37], "Conv(out: 13, kernel: 3, stride: 2, bias: true, act: Hardswish)"),
-    ("shifted_valid", [7, 9, 11], "Conv(out: 9, kernel: 3, padding: 0, act: Relu), Conv(out: 5, kernel: 5, padding: 1)"),
+    (
+        "shifted_valid",
+        [7, 9, 11],
+        "Conv(out: 9, kernel: 3, padding: 0, act: Relu), Conv(out: 5, kernel: 5, padding: 1)",
+    ),
     ("conv7", [3, 19, 18], "Conv(out: 17, kernel: 7, stride: 2, padding: 3)"),
     ("conv_grouped", [12, 9, 8], "Conv(out: 15, kernel: 3, groups: 3, bias: true)"),
     ("conv_dilated", [5, 11, 12], "Conv(out: 7, kernel: 3, dilation: 2, act: Relu)"),

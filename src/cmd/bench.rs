@@ -26,7 +26,8 @@ pub struct Args {
     /// Untimed runs first.
     #[arg(long, default_value_t = 5)]
     warmup: u32,
-    /// Also print each kernel's time, MACs, GFLOP/s and share of the total.
+    /// Also print each kernel's time, MACs, GFLOP/s (and as a share of the FMA peak measured on
+    /// one core) and share of the total.
     #[arg(long)]
     profile: bool,
     /// Print one JSON object instead of text.
@@ -50,6 +51,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let input: Vec<f32> = (0..numel).map(|i| (i % 255) as f32 / 127.5 - 1.0).collect();
     let timing = codegen::bench::measure(&mut model, &input, args.warmup as usize, args.runs as usize);
     let layers = codegen::bench::profile(&mut model, &input, (args.runs as usize).min(20));
+    let peak = codegen::bench::fma_peak_gflops().context("measuring the FMA peak")?;
     let total: f64 = layers.iter().sum();
     let rows: Vec<serde_json::Value> = model
         .steps()
@@ -58,7 +60,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(|(step, &ms)| {
             serde_json::json!({
                 "name": step.name, "op": step.op, "median_ms": ms, "macs": step.macs,
-                "gflops": gflops(step.macs, ms), "share": if total > 0.0 { ms / total } else { 0.0 },
+                "gflops": gflops(step.macs, ms), "of_peak": gflops(step.macs, ms) / peak,
+                "share": if total > 0.0 { ms / total } else { 0.0 },
             })
         })
         .collect();
@@ -69,14 +72,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let json = serde_json::json!({
             "network": graph.name(), "median_ms": timing.median_ms, "min_ms": timing.min_ms,
             "p90_ms": timing.p90_ms, "runs": args.runs, "threads": args.threads, "batch": batch,
-            "macs": macs, "compile_s": model.compile_time().as_secs_f64(), "layers": rows,
+            "macs": macs, "compile_s": model.compile_time().as_secs_f64(), "fma_peak_gflops": peak,
+            "layers": rows,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         return Ok(());
     }
     writeln!(
         out,
-        "{}: batch {batch}, {} thread(s), {} runs: median {:.3} ms, min {:.3} ms, p90 {:.3} ms ({:.1} GFLOP/s; compiled in {:.2} s)",
+        "{}: batch {batch}, {} thread(s), {} runs: median {:.3} ms, min {:.3} ms, p90 {:.3} ms \
+         ({:.1} GFLOP/s, {:.0}% of one core's FMA peak of {peak:.0}; compiled in {:.2} s)",
         graph.name(),
         args.threads,
         args.runs,
@@ -84,23 +89,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         timing.min_ms,
         timing.p90_ms,
         gflops(macs, timing.median_ms),
+        100.0 * gflops(macs, timing.median_ms) / peak,
         model.compile_time().as_secs_f64()
     )?;
     if args.profile {
         writeln!(
             out,
-            "{:<32} {:<28} {:>9} {:>13} {:>8} {:>6}",
-            "step", "op", "ms", "MACs", "GFLOP/s", "share"
+            "{:<32} {:<28} {:>9} {:>13} {:>8} {:>6} {:>6}",
+            "step", "op", "ms", "MACs", "GFLOP/s", "peak", "share"
         )?;
         for row in &rows {
             writeln!(
                 out,
-                "{:<32} {:<28} {:>9.4} {:>13} {:>8.1} {:>5.1}%",
+                "{:<32} {:<28} {:>9.4} {:>13} {:>8.1} {:>5.0}% {:>5.1}%",
                 row["name"].as_str().unwrap_or(""),
                 row["op"].as_str().unwrap_or(""),
                 row["median_ms"].as_f64().unwrap_or(0.0),
                 super::thousands(row["macs"].as_u64().unwrap_or(0)),
                 row["gflops"].as_f64().unwrap_or(0.0),
+                100.0 * row["of_peak"].as_f64().unwrap_or(0.0),
                 100.0 * row["share"].as_f64().unwrap_or(0.0),
             )?;
         }

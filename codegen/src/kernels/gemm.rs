@@ -145,7 +145,8 @@ impl Lowering<'_> {
                 layout.fill(f, &dst, &src, [xs[2], xs[3]], conv.padding, "0.0");
             });
         });
-        let shift = Shift { base, plane_floats, channels: xs[1], row: layout.cols, out_row: ys[3], rows: ys[2] };
+        let shift =
+            Shift { base, plane_floats, channels: xs[1], row: layout.cols, out_row: ys[3], rows: ys[2] };
         self.planes_gemm(f, id, chain, Some(shift));
     }
 
