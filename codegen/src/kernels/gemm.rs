@@ -381,15 +381,21 @@ impl Lowering<'_> {
                 });
                 let b = f.load("%bias", &r.to_string());
                 let b = f.splat(&b, lanes);
-                for (v, slot) in acc_r.iter().enumerate() {
-                    let at = f.int("add", "%out_off", v * lanes);
-                    let sum = f.let_("s", format!("load {}, ptr {slot}", ty.name()));
-                    let y = f.let_("y", format!("fadd {} {sum}, {b}", ty.name()));
-                    let mask = Some(masks[v].as_str());
-                    let y = epilogue::emit(steps, f, ty, &y, &mut |f| {
-                        f.load_ty(ty, residual.as_deref().expect("a residual row"), &at, mask)
+                // Masked stores only on partial tiles: AMD's masked stores are microcoded and
+                // cost as much as the multiply-adds of a short reduction.
+                for (condition, masked) in [(&full, false), (&partial, true)] {
+                    f.when(condition, |f| {
+                        for (v, slot) in acc_r.iter().enumerate() {
+                            let at = f.int("add", "%out_off", v * lanes);
+                            let sum = f.let_("s", format!("load {}, ptr {slot}", ty.name()));
+                            let y = f.let_("y", format!("fadd {} {sum}, {b}", ty.name()));
+                            let mask = masked.then_some(masks[v].as_str());
+                            let y = epilogue::emit(steps, f, ty, &y, &mut |f| {
+                                f.load_ty(ty, residual.as_deref().expect("a residual row"), &at, mask)
+                            });
+                            f.store_ty(ty, &y, &out, &at, mask);
+                        }
                     });
-                    f.store_ty(ty, &y, &out, &at, mask);
                 }
             });
         }
