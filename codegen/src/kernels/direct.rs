@@ -47,6 +47,7 @@ impl Lowering<'_> {
             rows: (band - 1) * stride[0] + (kh - 1) * dilation[0] + 1,
             cols: pw.div_ceil(stride[1]).max(vectors * lanes + reach),
             phases: stride[1],
+            lanes: self.isa.lanes,
         };
         let ty = Ty::Vector(lanes);
         let (t, sfx) = (ty.name(), ty.suffix());

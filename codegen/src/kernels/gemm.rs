@@ -126,6 +126,7 @@ impl Lowering<'_> {
             rows: ys[2] + (conv.kernel[0] - 1) * conv.dilation[0],
             cols: ys[3] + (conv.kernel[1] - 1) * conv.dilation[1],
             phases: 1,
+            lanes: self.isa.lanes,
         };
         let (planes, plane_floats) = (xs[0] * xs[1], layout.floats());
         let base = self.scratch_arena(planes * plane_floats * 4);

@@ -56,8 +56,12 @@ impl Lowering<'_> {
         let lanes = self.isa.lanes;
         let vectors = ow.div_ceil(lanes);
         let reach = (kw - 1) * dilation[1] / stride[1];
-        let layout =
-            Padded { rows: ph, cols: pw.div_ceil(stride[1]).max(vectors * lanes + reach), phases: stride[1] };
+        let layout = Padded {
+            rows: ph,
+            cols: pw.div_ceil(stride[1]).max(vectors * lanes + reach),
+            phases: stride[1],
+            lanes,
+        };
         let channels = ys[1];
         let per_task = (TASK_WORK / (oh * ow * kh * kw + ph * pw)).clamp(1, channels);
         let chunks = channels.div_ceil(per_task);
@@ -158,6 +162,8 @@ pub(crate) struct Padded {
     pub rows: usize,
     pub cols: usize,
     pub phases: usize,
+    /// The vector width rows are copied with.
+    pub lanes: usize,
 }
 
 impl Padded {
@@ -216,6 +222,8 @@ impl Padded {
     }
 
     /// Copies input row `iy` into padded row `py`, split into phases, `pad` left and right.
+    /// Where every phase of a run of columns is inside the input, the run is copied in vectors:
+    /// `phases` vectors loaded whole and dealt out to the phases by shuffles.
     #[allow(clippy::too_many_arguments)]
     fn copy_row(
         &self,
@@ -228,25 +236,67 @@ impl Padded {
         left: usize,
         pad: &str,
     ) {
+        let (s, lanes) = (self.phases, self.lanes);
         let row = f.int("mul", py, self.row_floats());
         let source_row = f.int("mul", iy, w);
-        for phase in 0..self.phases {
+        // Columns [v_lo, v_lo + chunks * lanes) of every phase come from whole input vectors.
+        let v_lo = left.div_ceil(s).min(self.cols);
+        let v_end = ((w + left) / s).min(self.cols).max(v_lo);
+        let chunks = (v_end - v_lo) / lanes;
+        let v_hi = v_lo + chunks * lanes;
+        let ty = Ty::Vector(lanes);
+        let wide = Ty::Vector(lanes * s);
+        f.count(chunks, |f, i| {
+            let c = f.int("mul", i, lanes);
+            let c = f.int("add", &c, v_lo);
+            let ix = f.int("mul", &c, s);
+            let ix = f.int("sub", &ix, left);
+            let at = f.int("add", &source_row, &ix);
+            let all = f.load_ty(wide, src, &at, None);
+            for phase in 0..s {
+                let picks: Vec<String> = (0..lanes).map(|j| format!("i32 {}", j * s + phase)).collect();
+                let v = if s == 1 {
+                    all.clone()
+                } else {
+                    f.let_(
+                        "ph",
+                        format!(
+                            "shufflevector {} {all}, {} poison, <{lanes} x i32> <{}>",
+                            wide.name(),
+                            wide.name(),
+                            picks.join(", ")
+                        ),
+                    )
+                };
+                let to = f.int("add", &row, phase * self.cols);
+                let to = f.int("add", &to, &c);
+                f.store_ty(ty, &v, dst, &to, None);
+            }
+        });
+        for phase in 0..s {
             // Positions c of this phase whose input column c * phases + phase - left is inside.
-            let lo = left.saturating_sub(phase).div_ceil(self.phases).min(self.cols);
-            let hi =
-                if w + left > phase { ((w + left - 1 - phase) / self.phases + 1).min(self.cols) } else { 0 };
+            let lo = left.saturating_sub(phase).div_ceil(s).min(self.cols);
+            let hi = if w + left > phase { ((w + left - 1 - phase) / s + 1).min(self.cols) } else { 0 };
             let hi = hi.max(lo);
             let base = f.int("add", &row, phase * self.cols);
             f.fill(dst, &base, lo, pad);
-            f.count(hi - lo, |f, i| {
-                let c = f.int("add", i, lo);
-                let ix = f.int("mul", &c, self.phases);
-                let ix = f.int("add", &ix, phase as i64 - left as i64);
-                let at = f.int("add", &source_row, &ix);
-                let v = f.load(src, &at);
-                let to = f.int("add", &base, &c);
-                f.store(&v, dst, &to);
-            });
+            let copy = |f: &mut Function, from: usize, to: usize| {
+                f.count(to.saturating_sub(from), |f, i| {
+                    let c = f.int("add", i, from);
+                    let ix = f.int("mul", &c, s);
+                    let ix = f.int("add", &ix, phase as i64 - left as i64);
+                    let at = f.int("add", &source_row, &ix);
+                    let v = f.load(src, &at);
+                    let to = f.int("add", &base, &c);
+                    f.store(&v, dst, &to);
+                });
+            };
+            if chunks > 0 {
+                copy(f, lo, v_lo);
+                copy(f, v_hi, hi);
+            } else {
+                copy(f, lo, hi);
+            }
             let tail = f.int("add", &base, hi);
             f.fill(dst, &tail, self.cols - hi, pad);
         }
