@@ -298,7 +298,8 @@ fn bench_json_reports_the_protocol_and_layers() {
         (Some(3), Some(2), Some(1))
     );
     let layers = json["layers"].as_array().unwrap();
-    assert_eq!(layers[0]["name"], "input");
+    // The stem reads the caller's input in place: no copy step.
+    assert_eq!(layers[0]["name"], "conv1.0");
     let conv1 = layers.iter().find(|l| l["name"] == "conv1.0").expect("conv1.0 is a step");
     assert_eq!(conv1["op"], "conv+relu", "BN folded, ReLU fused: {conv1}");
     assert_eq!(conv1["macs"], 24 * 28 * 28 * 9);

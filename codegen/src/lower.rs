@@ -88,11 +88,22 @@ pub fn lower(
         steps: Vec::new(),
         names: 0,
         scratch_bytes: 0,
+        external_input: None,
     };
     let input_value = Value { node: *input, port: 0 };
-    l.step(StepInfo { name: "input".into(), op: "copy".into(), macs: 0 }, |l, f| {
-        l.copy_external(f, input_value, "%in", true)
-    });
+    // Kernels that only read their input read the caller's array in place; anything else
+    // (an element-wise op could write in place, a view could point into it) gets a copy.
+    let read_only = |(user, _, _): &(NodeId, usize, usize)| {
+        matches!(graph.node(*user).op, Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_) | Op::Linear { .. })
+            && !plan.views.contains(user)
+    };
+    if graph.users(*input).iter().all(read_only) && !graph.outputs().contains(&input_value) {
+        l.external_input = Some(input_value);
+    } else {
+        l.step(StepInfo { name: "input".into(), op: "copy".into(), macs: 0 }, |l, f| {
+            l.copy_external(f, input_value, "%in", true)
+        });
+    }
     let mut fused = std::collections::BTreeSet::new();
     for &id in &plan.schedule {
         let node = graph.node(id);
@@ -135,6 +146,8 @@ pub(crate) struct Lowering<'a> {
     names: usize,
     /// Bytes after the memory plan's buffers that kernels use for scratch within one step.
     scratch_bytes: usize,
+    /// The input, when kernels read it from the caller's array (`%in`, NCHW) instead of a copy.
+    external_input: Option<Value>,
 }
 
 /// Channels and elements per channel plane of a shape (`[n, f]` has planes of one element).
@@ -178,19 +191,23 @@ impl Lowering<'_> {
     }
 
     /// Runs `tasks` tasks on the thread pool from step body `f`: `body` writes the task
-    /// function, whose task index is `%t` and which sees `%arena` and `%w`.
+    /// function, whose task index is `%t` and which sees the step's `%arena`, `%w`, `%in`
+    /// and `%out`.
     pub fn parallel(&mut self, f: &mut Function, tasks: usize, body: impl FnOnce(&mut Self, &mut Function)) {
+        const SHARED: [&str; 4] = ["%arena", "%w", "%in", "%out"];
         let name = self.global_name("task");
         let mut task = Function::new();
-        task.line("%arena = load ptr, ptr %ctx");
-        task.line("%wp = getelementptr inbounds ptr, ptr %ctx, i64 1");
-        task.line("%w = load ptr, ptr %wp");
+        for (i, register) in SHARED.iter().enumerate() {
+            let slot = task.pointer_at("%ctx", &i.to_string());
+            task.line(format!("{register} = load ptr, ptr {slot}"));
+        }
         body(self, &mut task);
         self.define(&task.finish(&format!("define internal void {name}(ptr noalias %ctx, i64 %t)")));
-        let ctx = f.pointer_array(2);
-        f.line(format!("store ptr %arena, ptr {ctx}"));
-        let wp = f.pointer_at(&ctx, "1");
-        f.line(format!("store ptr %w, ptr {wp}"));
+        let ctx = f.pointer_array(SHARED.len());
+        for (i, register) in SHARED.iter().enumerate() {
+            let slot = f.pointer_at(&ctx, &i.to_string());
+            f.line(format!("store ptr {register}, ptr {slot}"));
+        }
         f.line(format!("call void @archc_parallel_for(ptr {name}, ptr {ctx}, i64 {tasks})"));
     }
 
@@ -228,6 +245,13 @@ impl Lowering<'_> {
     /// Emits the address of channel `c` of batch item `n` of `v`: arithmetic for a whole
     /// buffer, a table lookup for a view.
     pub fn plane(&mut self, f: &mut Function, v: Value, c: &str, n: &str) -> String {
+        if self.external_input == Some(v) {
+            let (channels, inner) = planes(self.graph.shape(v));
+            let item = f.int("mul", n, channels);
+            let row = f.int("add", &item, c);
+            let at = f.int("mul", &row, inner);
+            return f.float_at("%in", &at);
+        }
         if let Placement::Whole(b) = self.plan.placements[&v] {
             let (channels, inner) = planes(self.graph.shape(v));
             let base = self.plan.buffers[b].offset;
