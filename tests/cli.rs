@@ -1,15 +1,10 @@
 //! The `archc` command line end to end: outputs, JSON shape, and exit status 2 on bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn archc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("archc runs")
-}
+mod common;
+use common::archc;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -7,16 +7,11 @@ use std::process::{Command, Output};
 
 use npyz::WriterBuilder;
 
+mod common;
+use common::archc;
+
 const NETWORK: &str = "zoo/mnist/shufflenet_v2_x0_5.ron";
 const SYMBOL: &str = "mnist_shufflenet_v2_x0_5";
-
-fn archc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("archc runs")
-}
 
 fn ok(out: Output) -> Output {
     assert!(

@@ -1,7 +1,6 @@
 //! `archc bench`: compiles a network for this CPU and measures it with the bench protocol.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -14,9 +13,8 @@ pub struct Args {
     network: NetworkArgs,
     #[command(flatten)]
     level: super::opt::LevelArg,
-    /// Weights (safetensors); seeded initialization without (speed does not depend on them).
-    #[arg(long)]
-    weights: Option<PathBuf>,
+    #[command(flatten)]
+    weights: super::WeightsArgs,
     /// Threads per run, the calling one included.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: u32,
@@ -38,10 +36,7 @@ pub struct Args {
 /// Runs `archc bench`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let graph = args.network.build()?;
-    let weights = match &args.weights {
-        Some(path) => ir::Weights::load(&graph, path)?,
-        None => ir::Weights::seeded(&graph, 0),
-    };
+    let weights = args.weights.load(&graph)?;
     let opt = passes::optimize(&graph, &weights, args.level.level(), None);
     let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 3)
         .with_context(|| format!("compiling {}", graph.name()))?;

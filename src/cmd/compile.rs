@@ -32,12 +32,8 @@ pub struct Args {
     network: NetworkArgs,
     #[command(flatten)]
     level: super::opt::LevelArg,
-    /// Weights (safetensors, PyTorch `state_dict` names); seeded initialization without.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Seed of the initialization when no weights are given.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    weights: super::WeightsArgs,
     /// The machine to compile for.
     #[arg(long, default_value = "host", value_parser = clap::builder::PossibleValuesParser::new(codegen::TARGET_NAMES))]
     target: String,
@@ -57,10 +53,7 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let graph = args.network.build()?;
-    let weights = match &args.weights {
-        Some(path) => ir::Weights::load(&graph, path)?,
-        None => ir::Weights::seeded(&graph, args.seed),
-    };
+    let weights = args.weights.load(&graph)?;
     let opt = passes::optimize(&graph, &weights, args.level.level(), None);
     let emit = match args.emit {
         EmitArg::Exe => Emit::Exe,

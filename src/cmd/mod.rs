@@ -48,6 +48,27 @@ impl NetworkArgs {
     }
 }
 
+/// Flags that choose a network's weights.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WeightsArgs {
+    /// Weights (safetensors, PyTorch `state_dict` names); seeded initialization without.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Seed of the initialization when no weights are given.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl WeightsArgs {
+    /// Loads the weights file for `graph`, or initializes them from the seed.
+    pub fn load(&self, graph: &ir::Graph) -> anyhow::Result<ir::Weights> {
+        Ok(match &self.weights {
+            Some(path) => ir::Weights::load(graph, path)?,
+            None => ir::Weights::seeded(graph, self.seed),
+        })
+    }
+}
+
 /// Bad input found by the command line itself (an array file of the wrong kind, say).
 #[derive(Debug)]
 pub struct InputError(pub String);

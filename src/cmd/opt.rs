@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 
 use super::NetworkArgs;
 
@@ -13,9 +12,8 @@ pub struct Args {
     network: NetworkArgs,
     #[command(flatten)]
     level: LevelArg,
-    /// Weights to optimize with (BN folding changes them); seeded initialization without.
-    #[arg(long)]
-    weights: Option<PathBuf>,
+    #[command(flatten)]
+    weights: super::WeightsArgs,
     /// Print the optimized graph.
     #[arg(long)]
     print: bool,
@@ -52,10 +50,7 @@ impl LevelArg {
 /// Runs `archc opt`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let graph = args.network.build()?;
-    let weights = match &args.weights {
-        Some(path) => ir::Weights::load(&graph, path)?,
-        None => ir::Weights::seeded(&graph, 0),
-    };
+    let weights = args.weights.load(&graph)?;
     let level = args.level.level();
     if let Some(name) = &args.stop_after
         && !passes::pipeline(level).iter().any(|(n, _)| n == name)

@@ -21,12 +21,8 @@ enum Backend {
 pub struct Args {
     #[command(flatten)]
     network: NetworkArgs,
-    /// Weights (safetensors, PyTorch `state_dict` names); seeded initialization without.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Seed of the initialization when no weights are given.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    weights: super::WeightsArgs,
     /// Input array: f32, NCHW; its first axis is the batch size.
     #[arg(long)]
     input: PathBuf,
@@ -65,10 +61,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             anyhow::Error::new(ir::Error::Input { message }).context(format!("running {}", graph.name()))
         );
     }
-    let weights = match &args.weights {
-        Some(path) => ir::Weights::load(&graph, path)?,
-        None => ir::Weights::seeded(&graph, args.seed),
-    };
+    let weights = args.weights.load(&graph)?;
     let opt = passes::optimize(&graph, &weights, args.level.level(), None);
     let output = match args.backend {
         Backend::Interp => ir::eval::eval(&opt.graph, &opt.weights, std::slice::from_ref(&input))
