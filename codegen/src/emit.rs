@@ -187,6 +187,32 @@ impl Function {
         });
     }
 
+    /// Emits `body(row, first, mask)` over `rows` rows of `width` outputs in vectors of
+    /// `lanes`: whole vectors in a loop (`mask` none), then the row's tail once, with a
+    /// constant mask of its valid lanes.
+    pub fn vector_rows(
+        &mut self,
+        rows: impl std::fmt::Display,
+        width: usize,
+        lanes: usize,
+        body: impl Fn(&mut Function, &str, &str, Option<&str>),
+    ) {
+        let (whole, tail) = (width / lanes, width % lanes);
+        let tail_mask = (tail > 0).then(|| {
+            let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
+            format!("<{}>", bits.join(", "))
+        });
+        self.count(rows, |f, row| {
+            f.count(whole, |f, v| {
+                let first = f.int("mul", v, lanes);
+                body(f, row, &first, None);
+            });
+            if let Some(mask) = &tail_mask {
+                body(f, row, &(whole * lanes).to_string(), Some(mask));
+            }
+        });
+    }
+
     /// `ceil(a / b)` of unsigned `i64`s.
     pub fn ceil_div(&mut self, a: &str, b: usize) -> String {
         let up = self.int("add", a, b - 1);

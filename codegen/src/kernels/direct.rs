@@ -38,17 +38,10 @@ impl Lowering<'_> {
         let taps = cin * kh * kw;
         let lanes = self.isa.lanes;
         let block = self.isa.tile_rows;
-        let vectors = ow.div_ceil(lanes);
         let band = (TASK_MACS / (ow * cout * taps)).clamp(1, oh);
         let bands = oh.div_ceil(band);
-        let reach = (kw - 1) * dilation[1] / stride[1];
-        let pw = (ow - 1) * stride[1] + (kw - 1) * dilation[1] + 1;
-        let layout = Padded {
-            rows: (band - 1) * stride[0] + (kh - 1) * dilation[0] + 1,
-            cols: pw.div_ceil(stride[1]).max(vectors * lanes + reach),
-            phases: stride[1],
-            lanes: self.isa.lanes,
-        };
+        let band_rows = (band - 1) * stride[0] + (kh - 1) * dilation[0] + 1;
+        let layout = Padded::for_windows(band_rows, ow, kw, stride[1], dilation[1], lanes);
         let ty = Ty::Vector(lanes);
         let (t, sfx) = (ty.name(), ty.suffix());
         self.parallel(f, ys[0] * bands, |l, f| {
@@ -94,9 +87,7 @@ impl Lowering<'_> {
                             let row = f.int("mul", &y, layout.row_floats());
                             let row = f.int("add", &row, first);
                             for kx in 0..kw {
-                                let (phase, shift) =
-                                    (kx * dilation[1] % stride[1], kx * dilation[1] / stride[1]);
-                                let at = f.int("add", &row, phase * layout.cols + shift);
+                                let at = f.int("add", &row, layout.tap(kx * dilation[1]));
                                 let v = f.load_ty(ty, plane, &at, None);
                                 let tap = (ci * kh + ky) * kw + kx;
                                 for (j, a) in acc.iter_mut().enumerate() {
@@ -121,21 +112,7 @@ impl Lowering<'_> {
                         f.store_ty(ty, &y, d, &o, mask);
                     }
                 };
-                let (full, tail) = (ow / lanes, ow % lanes);
-                let tail_mask = (tail > 0).then(|| {
-                    let bits: Vec<&str> =
-                        (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
-                    format!("<{}>", bits.join(", "))
-                });
-                f.count(&rows, |f, r| {
-                    f.count(full, |f, v| {
-                        let first = f.int("mul", v, lanes);
-                        vector(f, r, &first, None);
-                    });
-                    if let Some(mask) = &tail_mask {
-                        vector(f, r, &(full * lanes).to_string(), Some(mask));
-                    }
-                });
+                f.vector_rows(&rows, ow, lanes, vector);
             };
             f.count(cout / block, |f, cb| {
                 let co0 = f.int("mul", cb, block);

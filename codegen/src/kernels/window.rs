@@ -51,17 +51,8 @@ impl Lowering<'_> {
         // px / s), so that every tap reads consecutive floats along an output row.
         let ph = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1;
         let pw = (ow - 1) * stride[1] + (kw - 1) * dilation[1] + 1;
-        // Rows are computed in whole vectors: the phases are wide enough for the last vector's
-        // taps to read padding, and only its store is masked.
         let lanes = self.isa.lanes;
-        let vectors = ow.div_ceil(lanes);
-        let reach = (kw - 1) * dilation[1] / stride[1];
-        let layout = Padded {
-            rows: ph,
-            cols: pw.div_ceil(stride[1]).max(vectors * lanes + reach),
-            phases: stride[1],
-            lanes,
-        };
+        let layout = Padded::for_windows(ph, ow, kw, stride[1], dilation[1], lanes);
         let channels = ys[1];
         let per_task = (TASK_WORK / (oh * ow * kh * kw + ph * pw)).clamp(1, channels);
         let chunks = channels.div_ceil(per_task);
@@ -108,8 +99,7 @@ impl Lowering<'_> {
                         let row = f.int("mul", &y, layout.row_floats());
                         let row = f.int("add", &row, first);
                         for kx in 0..kw {
-                            let (phase, shift) = (kx * dilation[1] % stride[1], kx * dilation[1] / stride[1]);
-                            let at = f.int("add", &row, phase * layout.cols + shift);
+                            let at = f.int("add", &row, layout.tap(kx * dilation[1]));
                             let v = f.load_ty(ty, &padded, &at, None);
                             acc = match combine {
                                 Combine::Conv { .. } => f.let_(
@@ -136,21 +126,7 @@ impl Lowering<'_> {
                     });
                     f.store_ty(ty, &y, &dst, &at, mask);
                 };
-                let (full, tail) = (ow / lanes, ow % lanes);
-                let tail_mask = (tail > 0).then(|| {
-                    let bits: Vec<&str> =
-                        (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
-                    format!("<{}>", bits.join(", "))
-                });
-                f.count(oh, |f, oy| {
-                    f.count(full, |f, v| {
-                        let first = f.int("mul", v, lanes);
-                        vector(f, oy, &first, None);
-                    });
-                    if let Some(mask) = &tail_mask {
-                        vector(f, oy, &(full * lanes).to_string(), Some(mask));
-                    }
-                });
+                f.vector_rows(oh, ow, lanes, vector);
             });
         });
     }
@@ -167,6 +143,34 @@ pub(crate) struct Padded {
 }
 
 impl Padded {
+    /// The layout for `rows` rows of windows producing `out_width` outputs each, computed in
+    /// whole vectors of `lanes`: the plane holds exactly the columns the windows touch, and
+    /// the phases are wide enough for the last vector's taps to read padding, so that only its
+    /// store is masked.
+    pub fn for_windows(
+        rows: usize,
+        out_width: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        lanes: usize,
+    ) -> Padded {
+        let width = (out_width - 1) * stride + (kernel - 1) * dilation + 1;
+        let reach = (kernel - 1) * dilation / stride;
+        Padded {
+            rows,
+            cols: width.div_ceil(stride).max(out_width.div_ceil(lanes) * lanes + reach),
+            phases: stride,
+            lanes,
+        }
+    }
+
+    /// Where, within a padded row, the tap `offset` columns right of a window's first column
+    /// starts: its phase's block, shifted.
+    pub fn tap(&self, offset: usize) -> usize {
+        offset % self.phases * self.cols + offset / self.phases
+    }
+
     pub fn row_floats(&self) -> usize {
         self.phases * self.cols
     }
