@@ -2,6 +2,7 @@
 //! that exports a network's C API, compiled with the target's C compiler and linked with the
 //! network's object file.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,15 +47,34 @@ pub fn compile(
     let mut objects = Vec::new();
     for (name, text) in sources {
         let source = dir.join(name);
-        std::fs::write(&source, text)?;
         let object = source.with_extension("o");
-        run_c_compiler(target, |c| {
-            c.args(CFLAGS).arg("-I").arg(dir).arg("-c").arg(&source).arg("-o").arg(&object);
-        })?;
+        // `main.c` reads the build's own `archc_net.h`; every other source depends only on its
+        // text and runtime.h, so its object is compiled once per process and compiler.
+        let key = (name != "main.c").then(|| (target.c_compiler(), text.clone()));
+        let cached =
+            key.as_ref().and_then(|k| OBJECTS.lock().unwrap_or_else(|e| e.into_inner()).get(k).cloned());
+        match cached {
+            Some(bytes) => std::fs::write(&object, bytes)?,
+            None => {
+                std::fs::write(&source, &text)?;
+                run_c_compiler(target, |c| {
+                    c.args(CFLAGS).arg("-I").arg(dir).arg("-c").arg(&source).arg("-o").arg(&object);
+                })?;
+                if let Some(key) = key {
+                    let bytes = std::fs::read(&object)?;
+                    OBJECTS.lock().unwrap_or_else(|e| e.into_inner()).insert(key, bytes);
+                }
+            }
+        }
         objects.push(object);
     }
     Ok(objects)
 }
+
+/// Objects already compiled in this process, by (C compiler, source text): a search or a test
+/// suite compiles hundreds of networks, each with the same runtime.
+static OBJECTS: std::sync::Mutex<BTreeMap<(String, String), Vec<u8>>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
 /// Runs the target's C compiler with the arguments `args` adds.
 pub fn run_c_compiler(target: &Target, args: impl FnOnce(&mut Command)) -> Result<(), Error> {
