@@ -60,10 +60,10 @@ pub fn build(
     let lowered = lower(graph, weights, plan, options.target.isa(), &symbol)?;
     // Build beside the destination, so that moving the results into place is a rename.
     let parent = match out.parent() {
+        _ if options.emit == Emit::Lib => out.to_path_buf(),
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let parent = if options.emit == Emit::Lib { out.to_path_buf() } else { parent };
     std::fs::create_dir_all(&parent)?;
     let work = tempfile::Builder::new().prefix(".archc-build-").tempdir_in(&parent)?;
     let dir = work.path();
