@@ -1,7 +1,7 @@
 //! Element-wise functions computed inside the kernel that produces their input: activations
 //! and residual adds (the nodes `passes::mark_epilogues` marks), on scalars or vectors.
 
-use ir::{Graph, NodeId, Op, Value};
+use ir::{Activation, Graph, NodeId, Value};
 
 use crate::emit::{Function, Ty};
 
@@ -14,55 +14,29 @@ pub enum Step {
     AddResidual,
 }
 
-/// The activations code generation knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Activation {
-    /// `max(x, 0)`.
-    Relu,
-    /// `min(max(x, 0), 6)`.
-    Relu6,
-    /// `x * relu6(x + 3) / 6`.
-    Hardswish,
-    /// `1 / (1 + exp(-x))`.
-    Sigmoid,
-}
-
-impl Activation {
-    /// The activation an op computes, if it is one.
-    pub fn of(op: &Op) -> Option<Activation> {
-        match op {
-            Op::Relu => Some(Activation::Relu),
-            Op::Relu6 => Some(Activation::Relu6),
-            Op::Hardswish => Some(Activation::Hardswish),
-            Op::Sigmoid => Some(Activation::Sigmoid),
-            _ => None,
+/// Emits `activation(x)` for values of type `ty`.
+pub fn emit_activation(activation: Activation, f: &mut Function, ty: Ty, x: &str) -> String {
+    let (t, s) = (ty.name(), ty.suffix());
+    let zero = ty.constant(0.0);
+    let six = ty.constant(6.0);
+    match activation {
+        Activation::Relu => f.let_("r", format!("call {t} @llvm.maxnum.{s}({t} {x}, {t} {zero})")),
+        Activation::Relu6 => {
+            let r = f.let_("r", format!("call {t} @llvm.maxnum.{s}({t} {x}, {t} {zero})"));
+            f.let_("r", format!("call {t} @llvm.minnum.{s}({t} {r}, {t} {six})"))
         }
-    }
-
-    /// Emits `self(x)` for values of type `ty`.
-    pub fn emit(self, f: &mut Function, ty: Ty, x: &str) -> String {
-        let (t, s) = (ty.name(), ty.suffix());
-        let zero = ty.constant(0.0);
-        let six = ty.constant(6.0);
-        match self {
-            Activation::Relu => f.let_("r", format!("call {t} @llvm.maxnum.{s}({t} {x}, {t} {zero})")),
-            Activation::Relu6 => {
-                let r = f.let_("r", format!("call {t} @llvm.maxnum.{s}({t} {x}, {t} {zero})"));
-                f.let_("r", format!("call {t} @llvm.minnum.{s}({t} {r}, {t} {six})"))
-            }
-            Activation::Hardswish => {
-                let p = f.let_("h", format!("fadd {t} {x}, {}", ty.constant(3.0)));
-                let r = f.let_("h", format!("call {t} @llvm.maxnum.{s}({t} {p}, {t} {zero})"));
-                let c = f.let_("h", format!("call {t} @llvm.minnum.{s}({t} {r}, {t} {six})"));
-                let m = f.let_("h", format!("fmul {t} {x}, {c}"));
-                f.let_("h", format!("fdiv {t} {m}, {six}"))
-            }
-            Activation::Sigmoid => {
-                let neg = f.let_("s", format!("fneg {t} {x}"));
-                let e = f.let_("s", format!("call {t} @llvm.exp.{s}({t} {neg})"));
-                let d = f.let_("s", format!("fadd {t} {e}, {}", ty.constant(1.0)));
-                f.let_("s", format!("fdiv {t} {}, {d}", ty.constant(1.0)))
-            }
+        Activation::Hardswish => {
+            let p = f.let_("h", format!("fadd {t} {x}, {}", ty.constant(3.0)));
+            let r = f.let_("h", format!("call {t} @llvm.maxnum.{s}({t} {p}, {t} {zero})"));
+            let c = f.let_("h", format!("call {t} @llvm.minnum.{s}({t} {r}, {t} {six})"));
+            let m = f.let_("h", format!("fmul {t} {x}, {c}"));
+            f.let_("h", format!("fdiv {t} {m}, {six}"))
+        }
+        Activation::Sigmoid => {
+            let neg = f.let_("s", format!("fneg {t} {x}"));
+            let e = f.let_("s", format!("call {t} @llvm.exp.{s}({t} {neg})"));
+            let d = f.let_("s", format!("fadd {t} {e}, {}", ty.constant(1.0)));
+            f.let_("s", format!("fdiv {t} {}, {d}", ty.constant(1.0)))
         }
     }
 }
@@ -124,7 +98,7 @@ pub fn emit(
     let mut y = x.to_string();
     for step in steps {
         y = match step {
-            Step::Activation(a) => a.emit(f, ty, &y),
+            Step::Activation(a) => emit_activation(*a, f, ty, &y),
             Step::AddResidual => {
                 let r = residual(f);
                 f.let_("e", format!("fadd {} {y}, {r}", ty.name()))

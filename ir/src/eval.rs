@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::{Conv, Error, Graph, Op, Pool, Result, Tensor, Value, Weights};
 
+mod training;
+
 /// Runs `graph` on `inputs` (one per graph input, in order) and returns its outputs.
 pub fn eval(graph: &Graph, weights: &Weights, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     let values = eval_all(graph, weights, inputs)?;
@@ -86,6 +88,7 @@ pub fn apply(op: &Op, x: &[&Tensor], p: &[&Tensor]) -> Vec<Tensor> {
             one(Tensor::new(&dims, x[0].data.clone()))
         }
         Op::Transpose { perm } => one(transpose(x[0], perm)),
+        Op::Train(t) => training::apply(t, x, p),
     }
 }
 
@@ -98,19 +101,28 @@ fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-fn conv(c: &Conv, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
-    let [n, ci, h, wd] = x.shape[..] else { unreachable!("conv input is NCHW") };
+/// The output shape of conv `c` on an input of `shape` (NCHW).
+fn conv_output(c: &Conv, shape: &[usize]) -> [usize; 4] {
+    let [n, _, h, w] = shape[..] else { unreachable!("conv input is NCHW") };
+    let size =
+        |i: usize, k: usize| (i + 2 * c.padding[k] - c.dilation[k] * (c.kernel[k] - 1) - 1) / c.stride[k] + 1;
+    [n, c.out_channels, size(h, 0), size(w, 1)]
+}
+
+/// Calls `tap(x_index, w_index, y_index)` for every multiply-add of conv `c` on an input of
+/// `shape`, output element by output element; taps that read padding are skipped. The forward
+/// conv and both of its gradients are this one loop nest.
+pub(crate) fn conv_taps(c: &Conv, shape: &[usize], mut tap: impl FnMut(usize, usize, usize)) {
+    let [n, ci, h, wd] = shape[..] else { unreachable!("conv input is NCHW") };
+    let [_, co_total, oh, ow] = conv_output(c, shape);
     let [kh, kw] = c.kernel;
-    let oh = (h + 2 * c.padding[0] - c.dilation[0] * (kh - 1) - 1) / c.stride[0] + 1;
-    let ow = (wd + 2 * c.padding[1] - c.dilation[1] * (kw - 1) - 1) / c.stride[1] + 1;
-    let (cin_g, cout_g) = (ci / c.groups, c.out_channels / c.groups);
-    let mut y = Tensor::zeros(&[n, c.out_channels, oh, ow]);
-    for b_ in 0..n {
-        for co in 0..c.out_channels {
+    let (cin_g, cout_g) = (ci / c.groups, co_total / c.groups);
+    for b in 0..n {
+        for co in 0..co_total {
             let g = co / cout_g;
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut acc = b.map_or(0.0, |b| f64::from(b.data[co]));
+                    let y_index = ((b * co_total + co) * oh + oy) * ow + ox;
                     for cig in 0..cin_g {
                         let cin = g * cin_g + cig;
                         for ky in 0..kh {
@@ -125,18 +137,30 @@ fn conv(c: &Conv, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
                                 if ix < 0 || ix >= wd as isize {
                                     continue;
                                 }
-                                let xv = x.data[((b_ * ci + cin) * h + iy as usize) * wd + ix as usize];
-                                let wv = w.data[((co * cin_g + cig) * kh + ky) * kw + kx];
-                                acc += f64::from(xv) * f64::from(wv);
+                                let x_index = ((b * ci + cin) * h + iy as usize) * wd + ix as usize;
+                                tap(x_index, ((co * cin_g + cig) * kh + ky) * kw + kx, y_index);
                             }
                         }
                     }
-                    y.data[((b_ * c.out_channels + co) * oh + oy) * ow + ox] = acc as f32;
                 }
             }
         }
     }
-    y
+}
+
+/// Sums in f64 and rounds once, as every reference reduction here does.
+pub(crate) fn rounded(sums: Vec<f64>, shape: &[usize]) -> Tensor {
+    Tensor::new(shape, sums.into_iter().map(|v| v as f32).collect())
+}
+
+fn conv(c: &Conv, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+    let shape = conv_output(c, &x.shape);
+    let inner = shape[2] * shape[3];
+    let mut acc: Vec<f64> = (0..shape.iter().product::<usize>())
+        .map(|i| b.map_or(0.0, |b| f64::from(b.data[(i / inner) % shape[1]])))
+        .collect();
+    conv_taps(c, &x.shape, |xi, wi, yi| acc[yi] += f64::from(x.data[xi]) * f64::from(w.data[wi]));
+    rounded(acc, &shape)
 }
 
 fn batch_norm(x: &Tensor, [gamma, beta, mean, var]: [&Tensor; 4], eps: f32) -> Tensor {
@@ -227,33 +251,54 @@ fn channel_shuffle(x: &Tensor, groups: usize) -> Tensor {
     y
 }
 
-fn pool(p: &Pool, x: &Tensor, max: bool) -> Tensor {
-    let [n, c, h, w] = x.shape[..] else { unreachable!("pool input is NCHW") };
-    let [kh, kw] = p.kernel;
-    let oh = (h + 2 * p.padding[0] - kh) / p.stride[0] + 1;
-    let ow = (w + 2 * p.padding[1] - kw) / p.stride[1] + 1;
-    let mut y = Tensor::zeros(&[n, c, oh, ow]);
+/// The output shape of pool `p` on an input of `shape` (NCHW).
+fn pool_output(p: &Pool, shape: &[usize]) -> [usize; 4] {
+    let [n, c, h, w] = shape[..] else { unreachable!("pool input is NCHW") };
+    [
+        n,
+        c,
+        (h + 2 * p.padding[0] - p.kernel[0]) / p.stride[0] + 1,
+        (w + 2 * p.padding[1] - p.kernel[1]) / p.stride[1] + 1,
+    ]
+}
+
+/// Calls `window(y_index, x_indices)` for every output of pool `p` on an input of `shape`,
+/// with the input elements its window covers (padding left out), in scan order.
+pub(crate) fn pool_windows(p: &Pool, shape: &[usize], mut window: impl FnMut(usize, &[usize])) {
+    let [n, c, h, w] = shape[..] else { unreachable!("pool input is NCHW") };
+    let [_, _, oh, ow] = pool_output(p, shape);
+    let mut taps = Vec::with_capacity(p.kernel[0] * p.kernel[1]);
     for nc in 0..n * c {
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut best = f32::NEG_INFINITY;
-                let mut sum = 0.0f64;
-                for ky in 0..kh {
-                    for kx in 0..kw {
+                taps.clear();
+                for ky in 0..p.kernel[0] {
+                    for kx in 0..p.kernel[1] {
                         let iy = (oy * p.stride[0] + ky) as isize - p.padding[0] as isize;
                         let ix = (ox * p.stride[1] + kx) as isize - p.padding[1] as isize;
-                        // Padding is -inf for max pooling and 0 (counted) for average pooling.
                         if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                            let v = x.data[(nc * h + iy as usize) * w + ix as usize];
-                            best = best.max(v);
-                            sum += f64::from(v);
+                            taps.push((nc * h + iy as usize) * w + ix as usize);
                         }
                     }
                 }
-                y.data[(nc * oh + oy) * ow + ox] = if max { best } else { (sum / (kh * kw) as f64) as f32 };
+                window((nc * oh + oy) * ow + ox, &taps);
             }
         }
     }
+}
+
+fn pool(p: &Pool, x: &Tensor, max: bool) -> Tensor {
+    // Padding is -inf for max pooling and 0 (counted) for average pooling.
+    let area = (p.kernel[0] * p.kernel[1]) as f64;
+    let mut y = Tensor::zeros(&pool_output(p, &x.shape));
+    pool_windows(p, &x.shape, |yi, taps| {
+        let values = taps.iter().map(|&i| x.data[i]);
+        y.data[yi] = if max {
+            values.fold(f32::NEG_INFINITY, f32::max)
+        } else {
+            (values.map(f64::from).sum::<f64>() / area) as f32
+        };
+    });
     y
 }
 

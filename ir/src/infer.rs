@@ -2,6 +2,8 @@
 
 use crate::{Conv, Op, Pool, Shape};
 
+mod training;
+
 /// The output shapes of `op` applied to inputs of the given shapes.
 ///
 /// The error is a sentence about the mismatch; callers add which node and where.
@@ -9,6 +11,7 @@ pub fn infer(op: &Op, inputs: &[&Shape]) -> Result<Vec<Shape>, String> {
     check_arity(op, inputs.len())?;
     let one = |dims: Vec<usize>| make(dims).map(|s| vec![s]);
     match op {
+        Op::Train(t) => training::infer(t, inputs),
         Op::Input => Err("an input has no operands; it is created with its shape".into()),
         Op::Conv(conv) => conv_shape(conv, inputs[0]).map(|s| vec![s]),
         Op::BatchNorm { eps } => {

@@ -15,6 +15,7 @@ mod shape;
 mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod train_op;
 mod verify;
 pub mod weights;
 
@@ -22,8 +23,9 @@ pub use error::{Error, Location, Result};
 pub use front::{BuildOptions, from_ron_file, from_ron_str};
 pub use graph::{Graph, Node, NodeId, Value};
 pub use infer::infer;
-pub use op::{Conv, Float, Op, ParamSpec, Pool, ranges};
+pub use op::{Activation, Conv, Float, Op, ParamSpec, Pool, ranges};
 pub use shape::Shape;
 pub use tensor::Tensor;
+pub use train_op::{ParamKind, Sgd, TrainOp};
 pub use verify::verify;
 pub use weights::Weights;

@@ -86,8 +86,11 @@ pub fn metrics(graph: &Graph) -> Metrics {
         let operands: Vec<&Shape> = graph.operands(id).iter().map(|&v| graph.shape(v)).collect();
         let out_elems: u64 = node.outputs.iter().map(|s| s.numel() as u64).sum();
         let specs = operands.first().map(|x| node.op.params(x)).unwrap_or_default();
-        let params: u64 =
-            specs.iter().filter(|p| p.trainable).map(|p| p.shape.iter().product::<usize>() as u64).sum();
+        let params: u64 = specs
+            .iter()
+            .filter(|p| p.trainable && !p.borrowed)
+            .map(|p| p.shape.iter().product::<usize>() as u64)
+            .sum();
         let layer = LayerMetrics {
             name: node.name.clone(),
             op: node.op.name(),

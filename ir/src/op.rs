@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::Shape;
+use crate::{Shape, TrainOp};
 
 /// An f32 attribute that can be compared and hashed (by its bits), so that `Op` can derive
 /// `Eq` and `Hash` and serve as an e-graph node or a map key.
@@ -56,6 +56,13 @@ pub struct Conv {
     pub groups: usize,
     /// Whether a per-output-channel bias is added.
     pub bias: bool,
+}
+
+impl Conv {
+    /// The shape of its weights for an input of `in_channels` channels.
+    pub fn weight_shape(&self, in_channels: usize) -> Vec<usize> {
+        vec![self.out_channels, in_channels / self.groups, self.kernel[0], self.kernel[1]]
+    }
 }
 
 /// A 2-d pooling window (PyTorch semantics, floor mode).
@@ -143,6 +150,45 @@ pub enum Op {
         /// A permutation of `0..rank - 1`.
         perm: Vec<usize>,
     },
+
+    /// An op of training graphs, made by the autodiff pass and never written in network files.
+    Train(TrainOp),
+}
+
+/// The element-wise activation functions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Activation {
+    /// [`Op::Relu`].
+    Relu,
+    /// [`Op::Relu6`].
+    Relu6,
+    /// [`Op::Hardswish`].
+    Hardswish,
+    /// [`Op::Sigmoid`].
+    Sigmoid,
+}
+
+impl Activation {
+    /// The activation an op computes, if it is one.
+    pub fn of(op: &Op) -> Option<Activation> {
+        match op {
+            Op::Relu => Some(Activation::Relu),
+            Op::Relu6 => Some(Activation::Relu6),
+            Op::Hardswish => Some(Activation::Hardswish),
+            Op::Sigmoid => Some(Activation::Sigmoid),
+            _ => None,
+        }
+    }
+
+    /// The op that computes it.
+    pub fn op(self) -> Op {
+        match self {
+            Activation::Relu => Op::Relu,
+            Activation::Relu6 => Op::Relu6,
+            Activation::Hardswish => Op::Hardswish,
+            Activation::Sigmoid => Op::Sigmoid,
+        }
+    }
 }
 
 /// What a parameter tensor of an op is for.
@@ -154,6 +200,21 @@ pub struct ParamSpec {
     pub shape: Vec<usize>,
     /// Whether training updates it (BN running statistics are not trainable).
     pub trainable: bool,
+    /// Whether the tensor belongs to another node of the same name (a backward op reads its
+    /// forward node's weights); every other parameter has exactly one owner.
+    pub borrowed: bool,
+}
+
+impl ParamSpec {
+    /// A parameter the node owns.
+    pub(crate) fn owned(suffix: &'static str, shape: Vec<usize>, trainable: bool) -> ParamSpec {
+        ParamSpec { suffix, shape, trainable, borrowed: false }
+    }
+
+    /// A trainable parameter of the forward node of the same name.
+    pub(crate) fn borrowed(suffix: &'static str, shape: Vec<usize>) -> ParamSpec {
+        ParamSpec { suffix, shape, trainable: true, borrowed: true }
+    }
 }
 
 impl Op {
@@ -181,6 +242,7 @@ impl Op {
             Op::Softmax => "softmax",
             Op::Reshape { .. } => "reshape",
             Op::Transpose { .. } => "transpose",
+            Op::Train(t) => t.name(),
         }
     }
 
@@ -189,6 +251,7 @@ impl Op {
         match self {
             Op::Input => Some(0),
             Op::Add | Op::Mul => Some(2),
+            Op::Train(t) => Some(t.arity()),
             Op::Concat => None,
             _ => Some(1),
         }
@@ -224,33 +287,32 @@ impl Op {
 
     /// The parameter tensors the op needs, given the shape of its first input.
     pub fn params(&self, input: &Shape) -> Vec<ParamSpec> {
-        let spec = |suffix, shape, trainable| ParamSpec { suffix, shape, trainable };
+        let own = ParamSpec::owned;
         match self {
             Op::Conv(c) => {
-                let in_per_group = input.channels() / c.groups;
-                let mut specs =
-                    vec![spec("weight", vec![c.out_channels, in_per_group, c.kernel[0], c.kernel[1]], true)];
+                let mut specs = vec![own("weight", c.weight_shape(input.channels()), true)];
                 if c.bias {
-                    specs.push(spec("bias", vec![c.out_channels], true));
+                    specs.push(own("bias", vec![c.out_channels], true));
                 }
                 specs
             }
             Op::BatchNorm { .. } => {
                 let ch = input.channels();
                 vec![
-                    spec("weight", vec![ch], true),
-                    spec("bias", vec![ch], true),
-                    spec("running_mean", vec![ch], false),
-                    spec("running_var", vec![ch], false),
+                    own("weight", vec![ch], true),
+                    own("bias", vec![ch], true),
+                    own("running_mean", vec![ch], false),
+                    own("running_var", vec![ch], false),
                 ]
             }
             Op::Linear { out_features, bias } => {
-                let mut specs = vec![spec("weight", vec![*out_features, input.item_numel()], true)];
+                let mut specs = vec![own("weight", vec![*out_features, input.item_numel()], true)];
                 if *bias {
-                    specs.push(spec("bias", vec![*out_features], true));
+                    specs.push(own("bias", vec![*out_features], true));
                 }
                 specs
             }
+            Op::Train(t) => t.params(input),
             _ => Vec::new(),
         }
     }
@@ -299,6 +361,7 @@ impl Op {
             }
             Op::Reshape { shape } => vec![("shape", list(shape))],
             Op::Transpose { perm } => vec![("perm", list(perm))],
+            Op::Train(t) => t.attributes(),
             _ => Vec::new(),
         }
     }

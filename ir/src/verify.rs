@@ -9,7 +9,8 @@ use crate::{Error, Graph, NodeId, Op, Result, infer};
 /// - every node has as many operands as its op takes, in slots `0..n`, each reading an
 ///   existing output of its source;
 /// - every node's stored output shapes are what shape inference gives for its operands;
-/// - names of nodes with parameters are unique (parameters are keyed by them);
+/// - every parameter (`{node}.{suffix}`) has one owner, and a borrowed parameter (a backward
+///   op reading its forward node's weights) names an owned one of the same shape;
 /// - a fused epilogue is an activation or add whose first operand comes from a conv, a linear
 ///   layer or another epilogue, and is read by nothing else.
 pub fn verify(graph: &Graph) -> Result<()> {
@@ -28,7 +29,8 @@ pub fn verify(graph: &Graph) -> Result<()> {
     if graph.inputs().is_empty() || graph.outputs().is_empty() {
         return Err(fail(first, "the graph needs at least one input and one output".to_string()));
     }
-    let mut param_owners: BTreeMap<&str, NodeId> = BTreeMap::new();
+    let mut owned: BTreeMap<String, (NodeId, Vec<usize>)> = BTreeMap::new();
+    let mut borrowed: Vec<(NodeId, String, Vec<usize>)> = Vec::new();
     for &id in &order {
         let node = graph.node(id);
         let slots = graph.operand_slots(id);
@@ -61,13 +63,26 @@ pub fn verify(graph: &Graph) -> Result<()> {
         if node.epilogue {
             check_epilogue(graph, id).map_err(|m| fail(id, m))?;
         }
-        if !node.op.params(shapes[0]).is_empty()
-            && let Some(other) = param_owners.insert(&node.name, id)
-        {
-            return Err(fail(
-                id,
-                format!("its name is also used by another node with parameters ({other:?})"),
-            ));
+        for spec in node.op.params(shapes[0]) {
+            let name = format!("{}.{}", node.name, spec.suffix);
+            if spec.borrowed {
+                borrowed.push((id, name, spec.shape));
+            } else if let Some((other, _)) = owned.insert(name.clone(), (id, spec.shape)) {
+                let other = &graph.node(other).name;
+                return Err(fail(
+                    id,
+                    format!("parameter `{name}` is also owned by another node named `{other}`"),
+                ));
+            }
+        }
+    }
+    for (id, name, shape) in borrowed {
+        match owned.get(&name) {
+            Some((_, owner_shape)) if *owner_shape == shape => {}
+            Some((_, owner_shape)) => {
+                return Err(fail(id, format!("borrows `{name}` as {shape:?}, but it is {owner_shape:?}")));
+            }
+            None => return Err(fail(id, format!("borrows `{name}`, which no node owns"))),
         }
     }
     for v in graph.outputs() {

@@ -18,14 +18,15 @@ pub struct Weights {
     tensors: BTreeMap<String, Tensor>,
 }
 
-/// Every parameter the graph needs: `(name, node, spec)`, in topological order.
+/// Every parameter the graph owns: `(name, node, spec)`, in topological order (borrowed
+/// parameters are their owner's).
 pub fn expected_params(graph: &Graph) -> Vec<(String, &Node, ParamSpec)> {
     let order = graph.topo_order().expect("weights belong to verified, acyclic graphs");
     let mut params = Vec::new();
     for id in order {
         let node = graph.node(id);
         let Some(&first) = graph.operands(id).first() else { continue };
-        for spec in node.op.params(graph.shape(first)) {
+        for spec in node.op.params(graph.shape(first)).into_iter().filter(|s| !s.borrowed) {
             params.push((format!("{}.{}", node.name, spec.suffix), node, spec));
         }
     }

@@ -4,6 +4,7 @@
 //! one activation arena.
 #![warn(missing_docs)]
 
+pub mod autodiff;
 mod eliminate_dead_nodes;
 pub mod eqsat;
 mod mark_epilogues;
@@ -75,14 +76,18 @@ pub struct Optimized {
 /// Runs the pipeline of `level` up to and including the pass named `stop_after` (to bisect a
 /// miscompile), then plans memory.
 ///
+/// Training graphs skip equality saturation: its language has no training ops.
+///
 /// In debug builds the graph is re-verified after every pass: a pass that breaks an invariant
 /// is a bug, and the panic names it.
 pub fn optimize(graph: &Graph, weights: &Weights, level: Level, stop_after: Option<&str>) -> Optimized {
     let (mut graph, mut weights) = (graph.clone(), weights.clone());
     let mut passes = Vec::new();
     let mut report = None;
+    let training = graph.node_ids().any(|id| matches!(graph.node(id).op, ir::Op::Train(_)));
     for (name, pass) in pipeline(level) {
         let changed = match pass {
+            Pass::Eqsat(_) if training => false,
             Pass::Eqsat(rules) => {
                 let (g, w, r) = eqsat::optimize(&graph, &weights, &rules(), &eqsat::Limits::default());
                 graph = g;

@@ -195,8 +195,8 @@ fn mul_of_equal_selections_from_different_tensors() {
 }
 
 /// Bug: extraction (convert.rs, `Rebuild::values`) can give two layers with weights the same
-/// name, so the optimized graph fails `verify` ("its name is also used by another node with
-/// parameters") and the second layer's weights overwrite the first's. Two causes:
+/// name, so the optimized graph fails `verify` ("parameter `conv.weight` is also owned by
+/// another node") and the second layer's weights overwrite the first's. Two causes:
 /// - the fallback name is computed eagerly, `self.name(class, op.name(), true)`, which
 ///   registers it with `unique` even when the parameter's root name is used; then
 ///   `self.unique(n)` counts the root name a second time. So a conv named `conv` whose class

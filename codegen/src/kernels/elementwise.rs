@@ -5,10 +5,10 @@
 
 use std::fmt::Write;
 
-use ir::{NodeId, Op, Value};
+use ir::{Activation, NodeId, Op, Value};
 
 use crate::emit::{Function, Ty, float};
-use crate::epilogue::Activation;
+use crate::epilogue::emit_activation;
 use crate::lower::{Lowering, planes};
 
 impl Lowering<'_> {
@@ -19,7 +19,7 @@ impl Lowering<'_> {
         let operands = graph.operands(id);
         let out = Value { node: id, port: 0 };
         if let Some(activation) = Activation::of(&node.op) {
-            return self.map(f, operands[0], out, |f, x, _| activation.emit(f, Ty::Scalar, x));
+            return self.map(f, operands[0], out, |f, x, _| emit_activation(activation, f, Ty::Scalar, x));
         }
         match &node.op {
             Op::BatchNorm { eps } => {

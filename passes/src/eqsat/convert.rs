@@ -100,6 +100,7 @@ pub fn load(graph: &Graph) -> Loaded {
             Op::AvgPool(_) => vec![egraph.add(Tensor::AvgPool([op, operands[0]]))],
             Op::Reshape { .. } => vec![egraph.add(Tensor::Reshape([op, operands[0]]))],
             Op::Transpose { .. } => vec![egraph.add(Tensor::Transpose([op, operands[0]]))],
+            Op::Train(_) => unreachable!("training graphs skip equality saturation"),
         };
         for (port, class) in outputs.into_iter().enumerate() {
             classes.insert(Value { node: id, port }, class);
