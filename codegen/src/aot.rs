@@ -58,6 +58,7 @@ pub fn build(
 ) -> Result<Vec<PathBuf>, Error> {
     let symbol = symbol_for(graph.name());
     let lowered = lower(graph, weights, plan, options.target.isa(), &symbol)?;
+    lowered.single_io()?;
     // Build beside the destination, so that moving the results into place is a rename.
     let parent = match out.parent() {
         _ if options.emit == Emit::Lib => out.to_path_buf(),
@@ -123,19 +124,21 @@ fn shape_list(shape: &[usize]) -> String {
 
 /// `archc_net.h`, which the executable's `main` reads.
 fn main_config(symbol: &str, name: &str, lowered: &Lowered) -> String {
+    let (input, output) = lowered.single_io().expect("checked when lowered");
     format!(
         "#define ARCHC_NAME \"{name}\"\n#define ARCHC_RUN {symbol}_run\n#define ARCHC_SET_THREADS {symbol}_set_threads\n\
          #define ARCHC_INPUT_RANK {}\n#define ARCHC_INPUT_SHAPE {{{}}}\n\
          #define ARCHC_OUTPUT_RANK {}\n#define ARCHC_OUTPUT_SHAPE {{{}}}\n",
-        lowered.input_shape.len(),
-        shape_list(&lowered.input_shape),
-        lowered.output_shape.len(),
-        shape_list(&lowered.output_shape),
+        input.len(),
+        shape_list(input),
+        output.len(),
+        shape_list(output),
     )
 }
 
 /// The C header of a library.
 fn header_text(symbol: &str, name: &str, lowered: &Lowered) -> String {
+    let (input, output) = lowered.single_io().expect("checked when lowered");
     let upper = symbol.to_ascii_uppercase();
     let mut h = String::new();
     let _ = write!(
@@ -159,10 +162,10 @@ fn header_text(symbol: &str, name: &str, lowered: &Lowered) -> String {
          void {symbol}_set_threads(int n);\n\n\
          #ifdef __cplusplus\n}}\n#endif\n\n#endif\n",
         version = env!("CARGO_PKG_VERSION"),
-        input = shape_list(&lowered.input_shape),
-        output = shape_list(&lowered.output_shape),
-        in_elems = lowered.input_shape.iter().product::<usize>(),
-        out_elems = lowered.output_shape.iter().product::<usize>(),
+        input = shape_list(input),
+        output = shape_list(output),
+        in_elems = input.iter().product::<usize>(),
+        out_elems = output.iter().product::<usize>(),
     );
     h
 }

@@ -75,6 +75,40 @@ impl Function {
         self.slot(Ty::Scalar, init)
     }
 
+    /// `*acc += a * b` on an f32 accumulator, reassociable so that LLVM vectorizes the sum.
+    pub fn add_product(&mut self, acc: &str, a: &str, b: &str) {
+        let p = self.let_("p", format!("fmul reassoc contract float {a}, {b}"));
+        self.add_to(acc, &p);
+    }
+
+    /// `*acc += v` on an f32 accumulator, reassociable so that LLVM vectorizes the sum.
+    pub fn add_to(&mut self, acc: &str, v: &str) {
+        let a = self.let_("a", format!("load float, ptr {acc}"));
+        let s = self.let_("s", format!("fadd reassoc contract float {a}, {v}"));
+        self.line(format!("store float {s}, ptr {acc}"));
+    }
+
+    /// An `i64` stack slot initialized to `init`.
+    pub fn slot_i64(&mut self, init: &str) -> String {
+        let slot = self.fresh("idx");
+        writeln!(self.allocas, "  {slot} = alloca i64").expect("writing to a String");
+        self.line(format!("store i64 {init}, ptr {slot}"));
+        slot
+    }
+
+    /// Whether `0 <= y < h` and `0 <= x < w` (signed `i64`s), as an `i1`.
+    pub fn inside(&mut self, y: &str, h: isize, x: &str, w: isize) -> String {
+        // One unsigned compare per axis: negative values wrap to huge ones.
+        let in_y = self.let_("in", format!("icmp ult i64 {y}, {h}"));
+        let in_x = self.let_("in", format!("icmp ult i64 {x}, {w}"));
+        self.let_("in", format!("and i1 {in_y}, {in_x}"))
+    }
+
+    /// The value of an f32 accumulator.
+    pub fn read(&mut self, acc: &str) -> String {
+        self.let_("a", format!("load float, ptr {acc}"))
+    }
+
     /// A stack slot of type `ty` (promoted to a register by LLVM), initialized to `init`.
     pub fn slot(&mut self, ty: Ty, init: &str) -> String {
         let slot = self.fresh("acc");
@@ -267,6 +301,8 @@ pub fn intrinsics(lanes: usize) -> String {
         let (t, s) = (ty.name(), ty.suffix());
         writeln!(out, "declare {t} @llvm.fmuladd.{s}({t}, {t}, {t})").expect("writing to a String");
         writeln!(out, "declare {t} @llvm.exp.{s}({t})").expect("writing to a String");
+        writeln!(out, "declare {t} @llvm.log.{s}({t})").expect("writing to a String");
+        writeln!(out, "declare {t} @llvm.sqrt.{s}({t})").expect("writing to a String");
         for binary in ["maxnum", "minnum"] {
             writeln!(out, "declare {t} @llvm.{binary}.{s}({t}, {t})").expect("writing to a String");
         }

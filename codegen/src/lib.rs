@@ -12,11 +12,13 @@ mod kernels;
 mod lower;
 mod runtime;
 mod target;
+mod train;
 
 use std::time::{Duration, Instant};
 
 pub use lower::{Lowered, StepInfo, lower};
 pub use target::{HostTarget, Isa, TARGET_NAMES, Target, host_target};
+pub use train::{CompiledTraining, StepResult};
 
 /// What can go wrong while compiling.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +58,8 @@ pub struct CompiledModel {
     info: Vec<StepInfo>,
     weights: Vec<f32>,
     arena: Vec<u64>,
-    input_shape: Vec<usize>,
-    output_shape: Vec<usize>,
+    inputs: Vec<Vec<usize>>,
+    outputs: Vec<Vec<usize>>,
     compile_time: Duration,
     // The library file's folder, removed when the model is dropped.
     _dir: tempfile::TempDir,
@@ -90,6 +92,17 @@ impl CompiledModel {
         }
         let start = Instant::now();
         let lowered = lower(graph, weights, plan, target.isa(), JIT_SYMBOL)?;
+        CompiledModel::load(lowered, target, llvm_level, start)
+    }
+
+    /// Builds a lowered module into a shared library and loads it; `start` is when compiling
+    /// began.
+    fn load(
+        lowered: Lowered,
+        target: &Target,
+        llvm_level: u8,
+        start: Instant,
+    ) -> Result<CompiledModel, Error> {
         let dir = tempfile::tempdir()?;
         let library = build::shared_library(&lowered, target, llvm_level, JIT_SYMBOL, dir.path())?;
         // SAFETY: the library was just built from our own module and runtime, whose only
@@ -118,8 +131,8 @@ impl CompiledModel {
             arena: vec![0; lowered.arena_bytes.div_ceil(8)],
             weights: lowered.weights,
             info: lowered.steps,
-            input_shape: lowered.input_shape,
-            output_shape: lowered.output_shape,
+            inputs: lowered.inputs,
+            outputs: lowered.outputs,
             compile_time: start.elapsed(),
             _dir: dir,
         })
@@ -131,14 +144,19 @@ impl CompiledModel {
         unsafe { (self.set_threads)(i32::try_from(threads).unwrap_or(i32::MAX)) }
     }
 
-    /// The input's shape (NCHW, the batch included).
+    /// The (first) input's shape (NCHW, the batch included).
     pub fn input_shape(&self) -> &[usize] {
-        &self.input_shape
+        &self.inputs[0]
     }
 
-    /// The output's shape.
+    /// The (first) output's shape.
     pub fn output_shape(&self) -> &[usize] {
-        &self.output_shape
+        &self.outputs[0]
+    }
+
+    /// The weights blob the generated code reads, for training to refresh between steps.
+    pub(crate) fn weights_mut(&mut self) -> &mut [f32] {
+        &mut self.weights
     }
 
     /// What each step computes, in order.
@@ -151,10 +169,10 @@ impl CompiledModel {
         self.compile_time
     }
 
-    /// Runs the network on one NCHW input (its length must be the compiled input's) and
-    /// returns the output.
+    /// Runs the network on one NCHW input (its length must be the compiled input's; a
+    /// graph's several inputs one after the other) and returns the output (outputs).
     pub fn run(&mut self, input: &[f32]) -> Vec<f32> {
-        let mut output = vec![0.0; self.output_shape.iter().product()];
+        let mut output = vec![0.0; total(&self.outputs)];
         self.run_into(input, &mut output);
         output
     }
@@ -195,7 +213,12 @@ impl CompiledModel {
     }
 
     fn check(&self, input: &[f32], output: &[f32]) {
-        assert_eq!(input.len(), self.input_shape.iter().product::<usize>(), "input length");
-        assert_eq!(output.len(), self.output_shape.iter().product::<usize>(), "output length");
+        assert_eq!(input.len(), total(&self.inputs), "input length");
+        assert_eq!(output.len(), total(&self.outputs), "output length");
     }
+}
+
+/// Elements of arrays of `shapes`, together.
+fn total(shapes: &[Vec<usize>]) -> usize {
+    shapes.iter().map(|s| s.iter().product::<usize>()).sum()
 }

@@ -25,6 +25,7 @@ pub struct Lowered {
     /// The module, as LLVM IR text.
     pub ir: String,
     /// The entry point, `void {symbol}_forward(const float *in, float *out, const float *w, void *arena)`.
+    /// `in` holds the graph's inputs one after the other, `out` its outputs.
     pub forward: String,
     /// The steps `forward` calls, in order; the module exports them, with the same signature,
     /// as the array `{symbol}_steps`, so that a profiler can time each.
@@ -33,10 +34,25 @@ pub struct Lowered {
     pub weights: Vec<f32>,
     /// Bytes of the activation arena.
     pub arena_bytes: usize,
-    /// The input's shape (NCHW, the batch included).
-    pub input_shape: Vec<usize>,
-    /// The output's shape.
-    pub output_shape: Vec<usize>,
+    /// The inputs' shapes (NCHW, the batch included), in the order `in` holds them.
+    pub inputs: Vec<Vec<usize>>,
+    /// The outputs' shapes, in the order `out` holds them.
+    pub outputs: Vec<Vec<usize>>,
+}
+
+impl Lowered {
+    /// The shapes of the only input and the only output; executables and libraries take one
+    /// array in and give one out.
+    pub fn single_io(&self) -> Result<(&[usize], &[usize]), Error> {
+        match (&self.inputs[..], &self.outputs[..]) {
+            ([input], [output]) => Ok((input, output)),
+            _ => Err(Error::Unsupported(format!(
+                "{} inputs and {} outputs; executables and libraries have one of each",
+                self.inputs.len(),
+                self.outputs.len()
+            ))),
+        }
+    }
 }
 
 /// What one step computes.
@@ -60,18 +76,6 @@ pub fn lower(
     isa: Isa,
     symbol: &str,
 ) -> Result<Lowered, Error> {
-    let [input] = graph.inputs() else {
-        return Err(Error::Unsupported(format!(
-            "{} inputs; archc compiles networks with one",
-            graph.inputs().len()
-        )));
-    };
-    let [output] = graph.outputs() else {
-        return Err(Error::Unsupported(format!(
-            "{} outputs; archc compiles networks with one",
-            graph.outputs().len()
-        )));
-    };
     let position: BTreeMap<NodeId, usize> =
         plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let mut l = Lowering {
@@ -90,19 +94,21 @@ pub fn lower(
         scratch_bytes: 0,
         external_input: None,
     };
-    let input_value = Value { node: *input, port: 0 };
-    // Kernels that only read their input read the caller's array in place; anything else
-    // (an element-wise op could write in place, a view could point into it) gets a copy.
+    let inputs: Vec<Value> = graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect();
     let read_only = |(user, _, _): &(NodeId, usize, usize)| {
         matches!(graph.node(*user).op, Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_) | Op::Linear { .. })
             && !plan.views.contains(user)
     };
-    if graph.users(*input).iter().all(read_only) && !graph.outputs().contains(&input_value) {
-        l.external_input = Some(input_value);
-    } else {
-        l.step(StepInfo { name: "input".into(), op: "copy".into(), macs: 0 }, |l, f| {
-            l.copy_external(f, input_value, "%in", true)
-        });
+    // A single input read only by kernels that only read it is read from the caller's array
+    // in place; anything else (an element-wise op could write in place, a view could point
+    // into it) gets a copy.
+    match &inputs[..] {
+        [only] if graph.users(only.node).iter().all(read_only) && !graph.outputs().contains(only) => {
+            l.external_input = Some(*only);
+        }
+        _ => l.step(StepInfo { name: "input".into(), op: "copy".into(), macs: 0 }, |l, f| {
+            l.copy_external(f, &inputs, "%in", true)
+        }),
     }
     let mut fused = std::collections::BTreeSet::new();
     for &id in &plan.schedule {
@@ -125,9 +131,10 @@ pub fn lower(
         l.step(StepInfo { name: node.name.clone(), op, macs }, |l, f| l.kernel(f, id, &chain))?;
     }
     l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
-        l.copy_external(f, *output, "%out", false)
+        l.copy_external(f, graph.outputs(), "%out", false)
     });
-    Ok(l.finish(graph.shape(input_value).dims().to_vec(), graph.shape(*output).dims().to_vec()))
+    let dims = |values: &[Value]| values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect();
+    Ok(l.finish(dims(&inputs), dims(graph.outputs())))
 }
 
 pub(crate) struct Lowering<'a> {
@@ -300,28 +307,34 @@ impl Lowering<'_> {
         self.weights.param(node, name).data.clone()
     }
 
-    /// Copies between a contiguous NCHW array (`ptr`) and a value's planes.
-    fn copy_external(&mut self, f: &mut Function, v: Value, ptr: &str, into_arena: bool) {
-        let shape = self.graph.shape(v).clone();
-        let (c, inner) = planes(&shape);
-        f.count(shape.batch(), |f, n| {
-            f.count(c, |f, ch| {
-                let plane = self.plane(f, v, ch, n);
-                let item = f.int("mul", n, c);
-                let row = f.int("add", &item, ch);
-                let base = f.int("mul", &row, inner);
-                f.count(inner, |f, s| {
-                    let flat = f.int("add", &base, s);
-                    if into_arena {
-                        let x = f.load(ptr, &flat);
-                        f.store(&x, &plane, s);
-                    } else {
-                        let x = f.load(&plane, s);
-                        f.store(&x, ptr, &flat);
-                    }
+    /// Copies between contiguous row-major arrays, one after the other from `ptr`, and the
+    /// planes of `values`.
+    fn copy_external(&mut self, f: &mut Function, values: &[Value], ptr: &str, into_arena: bool) {
+        let mut start = 0;
+        for &v in values {
+            let shape = self.graph.shape(v).clone();
+            let (c, inner) = planes(&shape);
+            f.count(shape.batch(), |f, n| {
+                f.count(c, |f, ch| {
+                    let plane = self.plane(f, v, ch, n);
+                    let item = f.int("mul", n, c);
+                    let row = f.int("add", &item, ch);
+                    let within = f.int("mul", &row, inner);
+                    let base = f.int("add", &within, start);
+                    f.count(inner, |f, s| {
+                        let flat = f.int("add", &base, s);
+                        if into_arena {
+                            let x = f.load(ptr, &flat);
+                            f.store(&x, &plane, s);
+                        } else {
+                            let x = f.load(&plane, s);
+                            f.store(&x, ptr, &flat);
+                        }
+                    });
                 });
             });
-        });
+            start += shape.numel();
+        }
     }
 
     /// Emits the kernel of node `id` and its fused epilogues `chain` into step body `f`.
@@ -347,6 +360,7 @@ impl Lowering<'_> {
             Op::Linear { .. } => self.linear(f, id, chain),
             Op::MaxPool(_) | Op::AvgPool(_) => self.window(f, id, chain),
             Op::Input => unreachable!("inputs are copied in by the first step"),
+            Op::Train(t) => self.training(f, id, t),
             _ => self.elementwise(f, id),
         }
         Ok(())
@@ -360,7 +374,7 @@ impl Lowering<'_> {
         width as f64 / (width.div_ceil(cols) * cols) as f64 >= 0.7
     }
 
-    fn finish(self, input_shape: Vec<usize>, output_shape: Vec<usize>) -> Lowered {
+    fn finish(self, inputs: Vec<Vec<usize>>, outputs: Vec<Vec<usize>>) -> Lowered {
         let symbol = self.symbol;
         let forward = format!("{symbol}_forward");
         let mut ir = String::new();
@@ -386,8 +400,8 @@ impl Lowering<'_> {
             steps: self.steps,
             weights: self.blob,
             arena_bytes: self.plan.peak_bytes.next_multiple_of(64) + self.scratch_bytes,
-            input_shape,
-            output_shape,
+            inputs,
+            outputs,
         }
     }
 }

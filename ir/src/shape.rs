@@ -44,9 +44,10 @@ impl Shape {
         self.0[0]
     }
 
-    /// The channel count (axis 1).
+    /// The channel count (axis 1); a rank-1 tensor (a parameter's gradient, per-channel
+    /// statistics) counts as one channel.
     pub fn channels(&self) -> usize {
-        self.0[1]
+        self.0.get(1).copied().unwrap_or(1)
     }
 
     /// The dimensions after the batch axis.

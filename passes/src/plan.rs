@@ -165,11 +165,13 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
                     b
                 }
                 None => {
+                    // Every input is copied in before the first step runs.
+                    let first = if node.op == Op::Input { 0 } else { step };
                     buffers.push(Buffer {
                         bytes: shape.numel() * 4,
                         channels: shape.channels(),
                         offset: 0,
-                        first: step,
+                        first,
                         last: step,
                     });
                     buffers.len() - 1
@@ -300,5 +302,20 @@ mod tests {
         let Placement::Whole(input) = input else { panic!("inputs are whole buffers") };
         assert_eq!(planes[2..], [(input, 0), (input, 1)], "a's planes stay in the input buffer");
         assert_disjoint(&views);
+    }
+
+    /// Every input is copied in when a run starts, so its buffer is taken from step 0, even
+    /// when its first reader runs late.
+    #[test]
+    fn inputs_live_from_the_start() {
+        let mut g = network("Relu, Conv(out: 2, kernel: 1)");
+        let late = g.add_input("late", ir::Shape::new(vec![1, 2]).unwrap(), None);
+        let mut outputs = g.outputs().to_vec();
+        outputs.push(late);
+        g.set_outputs(outputs);
+        let p = plan(&g, false);
+        let Placement::Whole(b) = p.placements[&late] else { panic!("an input is a whole buffer") };
+        assert_eq!(p.buffers[b].first, 0);
+        p.check().unwrap();
     }
 }

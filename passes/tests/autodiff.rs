@@ -249,3 +249,14 @@ fn sgd_steps_lower_the_loss_of_a_zoo_network() {
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     assert!(losses[2] < losses[0] * 0.9, "the loss did not fall: {losses:?}");
 }
+
+/// Without `input_gradient`, nothing computes a gradient for the input: the first layer's
+/// input gradient and what would feed it are left out.
+#[test]
+fn no_work_towards_the_input() {
+    let forward = network(2, 4, "Relu, Conv(out: 3, kernel: 3, padding: 1)");
+    let t = training_graph(&forward, &TrainOptions::default()).unwrap();
+    let ops: Vec<String> = t.graph.node_ids().map(|id| t.graph.node(id).op.name().to_string()).collect();
+    assert!(!ops.iter().any(|o| o == "conv_grad_input" || o == "activation_grad"), "{ops:?}");
+    assert!(ops.iter().any(|o| o == "conv_grad_weight"), "{ops:?}");
+}

@@ -52,12 +52,9 @@ impl Lowering<'_> {
                     let xv = f.load(&xs, k);
                     let at = f.int("add", &row, k);
                     let wv = f.load("%w", &at);
-                    let a = f.let_("a", format!("load float, ptr {acc}"));
-                    let p = f.let_("p", format!("fmul reassoc contract float {xv}, {wv}"));
-                    let s = f.let_("s", format!("fadd reassoc contract float {a}, {p}"));
-                    f.line(format!("store float {s}, ptr {acc}"));
+                    f.add_product(&acc, &xv, &wv);
                 });
-                let sum = f.let_("a", format!("load float, ptr {acc}"));
+                let sum = f.read(&acc);
                 let at = f.int("add", &o, bias);
                 let b = f.load("%w", &at);
                 let y = f.let_("y", format!("fadd float {sum}, {b}"));

@@ -4,4 +4,5 @@ pub mod direct;
 mod elementwise;
 mod gemm;
 mod linear;
+mod training;
 pub mod window;

@@ -167,6 +167,8 @@ pub fn training_graph(forward: &Graph, options: &TrainOptions) -> Result<Trainin
     let input_gradient = b.input_grad.map(&mut output);
     let mut graph = b.graph;
     graph.set_outputs(outputs);
+    // Gradients flowing towards the input stop at its first reader; what only fed them goes.
+    crate::eliminate_dead_nodes(&mut graph, &mut ir::Weights::default());
     debug_assert!(ir::verify(&graph).is_ok(), "autodiff made an invalid graph: {:?}", ir::verify(&graph));
     Ok(Training { graph, loss: 0, logits: 1, state, gradients, input_gradient })
 }
