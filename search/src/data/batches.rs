@@ -53,16 +53,8 @@ impl<'a> Batches<'a> {
     /// # Panics
     /// When `batch` is 0.
     pub fn new(dataset: &'a Dataset, batch: usize, seed: u64, epoch: u64, augment: Augment) -> Batches<'a> {
-        assert!(batch > 0, "a batch holds at least one example");
-        Batches {
-            data: dataset,
-            order: permutation(dataset.len(), seed, epoch),
-            next: 0,
-            size: batch,
-            drop_last: false,
-            augment,
-            rng: Stream::new(seed, "augment", epoch),
-        }
+        let order = permutation(dataset.len(), seed, epoch);
+        Batches::with_order(dataset, batch, order, augment, Stream::new(seed, "augment", epoch))
     }
 
     /// Evaluation batches: every example in order, not augmented.
@@ -70,7 +62,19 @@ impl<'a> Batches<'a> {
     /// # Panics
     /// When `batch` is 0.
     pub fn sequential(dataset: &'a Dataset, batch: usize) -> Batches<'a> {
-        Batches { order: (0..dataset.len()).collect(), ..Batches::new(dataset, batch, 0, 0, Augment::NONE) }
+        let order = (0..dataset.len()).collect();
+        Batches::with_order(dataset, batch, order, Augment::NONE, Stream::new(0, "augment", 0))
+    }
+
+    fn with_order(
+        data: &'a Dataset,
+        size: usize,
+        order: Vec<usize>,
+        augment: Augment,
+        rng: Stream,
+    ) -> Batches<'a> {
+        assert!(size > 0, "a batch holds at least one example");
+        Batches { data, order, next: 0, size, drop_last: false, augment, rng }
     }
 
     /// Whether to leave out a last batch smaller than the batch size (for a network compiled
