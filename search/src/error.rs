@@ -1,0 +1,111 @@
+//! The errors of the `search` crate.
+
+/// Everything that can go wrong in the search crate. Data errors name the file (and, for a
+/// malformed file, the byte offset) so that a bad download can be found and replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A data spec (`--data`) does not parse: unknown kind, no folder after `mnist:`, or
+    /// synthetic parameters that are not positive whole numbers in range.
+    #[error("bad data spec `{spec}`: {message}")]
+    DataSpec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A file or folder could not be opened, read or listed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A data file ends before its header (IDX) or its record size (CIFAR-10) says it should.
+    /// Offsets count the decompressed bytes when the file is gzipped.
+    #[error("{file}: truncated at byte {offset} of {expected_len}: expected {expected}")]
+    Truncated {
+        /// The file.
+        file: String,
+        /// Where the data ends (the file's length).
+        offset: u64,
+        /// The length the file should have.
+        expected_len: u64,
+        /// What the missing bytes should have been, e.g. `784 bytes of image 9`.
+        expected: String,
+    },
+    /// A data file does not start with the magic number of the format it should have.
+    #[error("{file}: wrong magic number 0x{found:08x} at byte 0, expected 0x{expected:08x} ({format})")]
+    Magic {
+        /// The file.
+        file: String,
+        /// The first four bytes, big-endian.
+        found: u32,
+        /// The magic number of `format`.
+        expected: u32,
+        /// The format expected, e.g. `IDX images (idx3-ubyte)`.
+        format: &'static str,
+    },
+    /// A data file is malformed in another way: a broken gzip stream, an impossible header,
+    /// bytes after the last record, no records at all.
+    #[error("{file}: at byte {offset}: {message}")]
+    Malformed {
+        /// The file.
+        file: String,
+        /// Where the problem is (decompressed bytes for gzip).
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// An images file and its labels file hold different numbers of examples.
+    #[error("{images} holds {image_count} images but {labels} holds {label_count} labels")]
+    CountMismatch {
+        /// The images file.
+        images: String,
+        /// How many images it holds.
+        image_count: usize,
+        /// The labels file.
+        labels: String,
+        /// How many labels it holds.
+        label_count: usize,
+    },
+    /// A label is not below the number of classes of its format (10 for MNIST and CIFAR-10).
+    #[error("{file}: label {label} at byte {offset} is out of range: the data set has {classes} classes")]
+    LabelOutOfRange {
+        /// The file.
+        file: String,
+        /// Where the label is.
+        offset: u64,
+        /// The label found.
+        label: u32,
+        /// How many classes the format has.
+        classes: usize,
+    },
+    /// A data folder does not hold what its kind needs: no images file, an images file without
+    /// its labels, two candidates for one role, no class folders, a class folder without images.
+    #[error("{path}: {message}")]
+    Layout {
+        /// The folder (or the file that has no partner).
+        path: String,
+        /// What is missing or ambiguous, and the names that were expected.
+        message: String,
+    },
+    /// An image in a folder data set is not a PNG or JPEG file that decodes.
+    #[error("{file}: cannot decode image: {message}")]
+    Image {
+        /// The file.
+        file: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A train/validation split does not fit the data set (more examples than it has, a
+    /// fraction outside [0, 1)), or its text form does not parse.
+    #[error("bad split: {message}")]
+    Split {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The `search` crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
