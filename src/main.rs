@@ -23,12 +23,16 @@ enum Command {
     Check(cmd::check::Args),
     /// Compile a network ahead of time: executable, C library, object, assembly or LLVM IR.
     Compile(cmd::compile::Args),
+    /// Measure a network's accuracy on a data set (compiled, batch norm in inference mode).
+    Eval(cmd::eval::Args),
     /// Print a network's graph as text IR or Graphviz DOT.
     Graph(cmd::graph::Args),
     /// Optimize a network and show the result: ops left, bytes moved, peak memory, rule statistics.
     Opt(cmd::opt::Args),
     /// Run a network on an input array and write its output array.
     Run(cmd::run::Args),
+    /// Train a network with its compiled training step; write the weights as safetensors.
+    Train(cmd::train::Args),
     /// Check every network of the zoo and list them with their totals.
     Zoo(cmd::zoo::Args),
 }
@@ -39,9 +43,11 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Check(args) => cmd::check::run(&args),
         Command::Compile(args) => cmd::compile::run(&args),
+        Command::Eval(args) => cmd::eval::run(&args),
         Command::Graph(args) => cmd::graph::run(&args),
         Command::Opt(args) => cmd::opt::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Train(args) => cmd::train::run(&args),
         Command::Zoo(args) => cmd::zoo::run(&args),
     };
     match result {

@@ -311,6 +311,8 @@ pub fn intrinsics(lanes: usize) -> String {
         writeln!(out, "declare i64 @llvm.{op}.i64(i64, i64)").expect("writing to a String");
     }
     let l = lanes;
+    writeln!(out, "declare float @llvm.vector.reduce.fadd.v{l}f32(float, <{l} x float>)")
+        .expect("writing to a String");
     writeln!(out, "declare <{l} x float> @llvm.masked.load.v{l}f32.p0(ptr, i32, <{l} x i1>, <{l} x float>)")
         .expect("writing to a String");
     writeln!(out, "declare void @llvm.masked.store.v{l}f32.p0(<{l} x float>, ptr, i32, <{l} x i1>)")

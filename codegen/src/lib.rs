@@ -10,6 +10,7 @@ mod emit;
 mod epilogue;
 mod kernels;
 mod lower;
+mod reload;
 mod runtime;
 mod target;
 mod train;
@@ -17,6 +18,7 @@ mod train;
 use std::time::{Duration, Instant};
 
 pub use lower::{Lowered, StepInfo, lower};
+pub use reload::Reloadable;
 pub use target::{HostTarget, Isa, TARGET_NAMES, Target, host_target};
 pub use train::{CompiledTraining, StepResult};
 

@@ -1,36 +1,20 @@
 //! Compiled training: a training graph (`passes::autodiff`) becomes one native function that
-//! runs forward, backward and the SGD step on a batch.
-//!
-//! The kernels read parameters from the weights blob in the layouts they pre-pack at compile
-//! time, but training changes the parameters every step. Every blob element the lowering
-//! takes from a parameter is a copy of one parameter element (or padding), so lowering the
-//! graph a second time with each parameter element replaced by its own index tells which
-//! state element each blob element copies; a step first refreshes those, then runs, then
-//! writes the new parameters, momentum buffers and running statistics back into the state.
+//! runs forward, backward and the SGD step on a batch. Its state (parameters, momentum
+//! buffers, running statistics) lives in one flat array: a step refreshes the weights blob
+//! from it ([`Reloadable`]), runs, and writes the new state back.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
-
-use ir::{Tensor, Weights};
+use ir::Weights;
 use passes::autodiff::Training;
 
-use crate::{CompiledModel, Error, JIT_SYMBOL, Target, lower};
+use crate::{Error, Reloadable};
 
-/// Parameter elements the index trick can number exactly in f32.
-const MAX_STATE: usize = 1 << 24;
-
-/// A training graph compiled for this machine, with its state (parameters, momentum buffers,
-/// running statistics).
+/// A training graph compiled for this machine, with its state.
 pub struct CompiledTraining {
-    model: CompiledModel,
-    /// The state's tensors in one array, by name: `(offset, shape)`.
+    model: Reloadable,
     state: Vec<f32>,
-    layout: BTreeMap<String, (usize, Vec<usize>)>,
-    /// `(blob index, state index)` of every blob element that copies a parameter.
-    refresh: Vec<(usize, usize)>,
     /// `(output offset, state offset, length)` of every tensor a step replaces.
     write_back: Vec<(usize, usize, usize)>,
-    /// Offsets of the loss and the logits in the outputs, and the outputs' total length.
+    /// Offsets and lengths of the loss and the logits in the outputs.
     loss: (usize, usize),
     logits: (usize, usize),
     input: Vec<f32>,
@@ -51,87 +35,44 @@ impl CompiledTraining {
     /// Compiles `training` for the host, starting from `state` (the network's weights with
     /// momentum buffers: `Training::initial_state`).
     pub fn compile(training: &Training, state: &Weights, llvm_level: u8) -> Result<CompiledTraining, Error> {
-        let start = Instant::now();
         let graph = &training.graph;
         state.check(graph).map_err(|e| Error::Unsupported(e.to_string()))?;
         let plan = passes::plan::plan(graph, false);
-        let target = Target::host();
-        let mut layout = BTreeMap::new();
-        let mut values = Vec::new();
-        for (name, _, spec) in ir::weights::expected_params(graph) {
-            layout.insert(name.clone(), (values.len(), spec.shape.clone()));
-            values.extend_from_slice(&state.get(&name).expect("checked").data);
-        }
-        if values.len() >= MAX_STATE {
-            return Err(Error::Unsupported(format!(
-                "training {} parameters (at most {MAX_STATE})",
-                values.len()
-            )));
-        }
-        let mut numbered = Weights::default();
-        for (name, (offset, shape)) in &layout {
-            let n: usize = shape.iter().product();
-            numbered
-                .insert(name.clone(), Tensor::new(shape, (0..n).map(|i| (offset + i + 1) as f32).collect()));
-        }
-        let lowered = lower(graph, state, &plan, target.isa(), JIT_SYMBOL)?;
-        let indices = lower(graph, &numbered, &plan, target.isa(), JIT_SYMBOL)?.weights;
-        let mut refresh = Vec::new();
-        for (i, (&value, &index)) in lowered.weights.iter().zip(&indices).enumerate() {
-            if index == 0.0 {
-                continue;
-            }
-            let from = index as usize - 1;
-            // A kernel that computed with the parameters, instead of copying them, shows here.
-            if values.get(from) != Some(&value) || index.fract() != 0.0 {
-                return Err(Error::Unsupported(format!(
-                    "training {}: a kernel derives its blob from the parameters",
-                    graph.name()
-                )));
-            }
-            refresh.push((i, from));
-        }
-        let offsets = |shapes: &[Vec<usize>]| {
-            let mut at = 0;
-            shapes
-                .iter()
-                .map(|s| {
-                    let here = at;
-                    at += s.iter().product::<usize>();
-                    (here, at - here)
-                })
-                .collect::<Vec<_>>()
-        };
-        let outputs = offsets(&lowered.outputs);
-        let batch = lowered.inputs[0][0];
-        let input_len: usize = lowered.inputs.iter().map(|s| s.iter().product::<usize>()).sum();
-        let output_len: usize = lowered.outputs.iter().map(|s| s.iter().product::<usize>()).sum();
+        let model = Reloadable::compile(graph, state, &plan, llvm_level)?;
+        let offsets: Vec<(usize, usize)> = model
+            .outputs()
+            .iter()
+            .scan(0, |at, shape| {
+                let len = shape.iter().product::<usize>();
+                *at += len;
+                Some((*at - len, len))
+            })
+            .collect();
         let write_back = training
             .state
             .iter()
             .map(|(name, index)| {
-                let (at, len) = outputs[*index];
-                (at, layout[name].0, len)
+                let (at, len) = offsets[*index];
+                let (to, _) = model.span(name).expect("the state names graph parameters");
+                (at, to, len)
             })
             .collect();
-        let model = CompiledModel::load(lowered, &target, llvm_level, start)?;
+        let total = |shapes: &[Vec<usize>]| shapes.iter().map(|s| s.iter().product::<usize>()).sum::<usize>();
         Ok(CompiledTraining {
-            model,
-            state: values,
-            layout,
-            refresh,
+            state: model.flatten(state),
             write_back,
-            loss: outputs[training.loss],
-            logits: outputs[training.logits],
-            input: vec![0.0; input_len],
-            output: vec![0.0; output_len],
-            batch,
+            loss: offsets[training.loss],
+            logits: offsets[training.logits],
+            input: vec![0.0; total(model.inputs())],
+            output: vec![0.0; total(model.outputs())],
+            batch: model.inputs()[0][0],
+            model,
         })
     }
 
     /// Sets the number of threads steps use.
     pub fn set_threads(&mut self, threads: usize) {
-        self.model.set_threads(threads);
+        self.model.model().set_threads(threads);
     }
 
     /// The batch size the step was compiled for.
@@ -149,11 +90,8 @@ impl CompiledTraining {
             *slot = label as f32;
         }
         *self.input.last_mut().expect("the learning rate") = lr;
-        let blob = self.model.weights_mut();
-        for &(i, from) in &self.refresh {
-            blob[i] = self.state[from];
-        }
-        self.model.run_into(&self.input, &mut self.output);
+        self.model.load_flat(&self.state);
+        self.model.model().run_into(&self.input, &mut self.output);
         for &(from, to, len) in &self.write_back {
             self.state[to..to + len].copy_from_slice(&self.output[from..from + len]);
         }
@@ -171,12 +109,7 @@ impl CompiledTraining {
 
     /// The current state: parameters, momentum buffers and running statistics.
     pub fn state(&self) -> Weights {
-        let mut weights = Weights::default();
-        for (name, (offset, shape)) in &self.layout {
-            let n: usize = shape.iter().product();
-            weights.insert(name.clone(), Tensor::new(shape, self.state[*offset..offset + n].to_vec()));
-        }
-        weights
+        self.model.unflatten(&self.state)
     }
 }
 

@@ -40,6 +40,11 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
            Sequence(name: "scaled", body: [Mul(["stem", "se"])]),
            Add(["stem", "scaled"]), GlobalAvgPool"#,
     ),
+    (
+        "grouped_pointwise",
+        [6, 3, 5],
+        "Conv(out: 9, kernel: 1, groups: 3, bias: true), Relu, Conv(out: 4, kernel: 1)",
+    ),
     ("dilated_grouped", [4, 8, 8], "Conv(out: 6, kernel: 3, padding: 2, dilation: 2, groups: 2, bias: true)"),
 ];
 

@@ -105,6 +105,23 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A learning-rate schedule (`--schedule`) does not parse.
+    #[error("bad schedule `{spec}`: {message}")]
+    Schedule {
+        /// The schedule as given.
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A network cannot be trained or evaluated on a data set: its autodiff, compilation or
+    /// shapes fail (logits that are not `[n, classes]`, images of another size).
+    #[error("{network}: {message}")]
+    Network {
+        /// The network's name.
+        network: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The `search` crate's result type.

@@ -5,7 +5,11 @@
 
 pub mod data;
 mod error;
+pub mod evaluate;
 mod fingerprint;
+mod schedule;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint};
+pub use schedule::Schedule;

@@ -3,9 +3,12 @@
 pub mod bench;
 pub mod check;
 pub mod compile;
+mod data;
+pub mod eval;
 pub mod graph;
 pub mod opt;
 pub mod run;
+pub mod train;
 pub mod zoo;
 
 use std::path::PathBuf;
@@ -41,9 +44,16 @@ impl NetworkArgs {
 
     /// Like `build`, with the batch size given instead of taken from `--batch`.
     pub fn build_with_batch(&self, batch: usize) -> anyhow::Result<ir::Graph> {
+        let graph = self.build_graph(batch)?;
+        ir::verify(&graph).with_context(|| format!("verifying {}", self.network.display()))?;
+        Ok(graph)
+    }
+
+    /// Builds the network for `batch` (and verifies it), with the `ir` crate's error.
+    pub fn build_graph(&self, batch: usize) -> ir::Result<ir::Graph> {
         let options = ir::BuildOptions { batch, overrides: self.overrides.clone() };
         let graph = ir::from_ron_file(&self.network, &options)?;
-        ir::verify(&graph).with_context(|| format!("verifying {}", self.network.display()))?;
+        ir::verify(&graph)?;
         Ok(graph)
     }
 }
@@ -83,7 +93,10 @@ impl std::error::Error for InputError {}
 
 /// Exit status for an error: 2 for bad input (files, flags, networks), 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<ir::Error>() || c.is::<InputError>()) { 2 } else { 1 }
+    let bad_input = |c: &(dyn std::error::Error + 'static)| {
+        c.is::<ir::Error>() || c.is::<InputError>() || c.is::<search::Error>()
+    };
+    if e.chain().any(bad_input) { 2 } else { 1 }
 }
 
 /// Formats an integer with thousands separators (`1,366,792`), as the paper's tables read.

@@ -23,19 +23,22 @@ impl Lowering<'_> {
         }
         match &node.op {
             Op::BatchNorm { eps } => {
-                let (g, b) = (self.param(node, "weight"), self.param(node, "bias"));
-                let (m, v) = (self.param(node, "running_mean"), self.param(node, "running_var"));
-                let scale: Vec<f32> = (0..g.len())
-                    .map(|i| (f64::from(g[i]) / (f64::from(v[i]) + f64::from(eps.0)).sqrt()) as f32)
-                    .collect();
-                let shift: Vec<f32> = (0..g.len()).map(|i| b[i] - m[i] * scale[i]).collect();
-                let (so, ho) = (self.push(&scale), self.push(&shift));
+                // The raw parameters, so that the blob only copies them (training refreshes
+                // it); LLVM hoists the per-channel scale out of the plane loop.
+                let [g, b, m, v] = ["weight", "bias", "running_mean", "running_var"].map(|s| {
+                    let data = self.param(node, s);
+                    self.push(&data)
+                });
                 self.map(f, operands[0], out, |f, x, ch| {
-                    let si = f.int("add", ch, so);
-                    let hi = f.int("add", ch, ho);
-                    let s = f.load("%w", &si);
-                    let h = f.load("%w", &hi);
-                    f.fma(x, &s, &h)
+                    let [g, b, m, v] = [g, b, m, v].map(|at| {
+                        let i = f.int("add", ch, at);
+                        f.load("%w", &i)
+                    });
+                    let padded = f.let_("var", format!("fadd float {v}, {}", float(eps.0)));
+                    let std = f.let_("std", format!("call float @llvm.sqrt.f32(float {padded})"));
+                    let scale = f.let_("scale", format!("fdiv float {g}, {std}"));
+                    let centered = f.let_("c", format!("fsub float {x}, {m}"));
+                    f.fma(&centered, &scale, &b)
                 });
             }
             Op::Add | Op::Mul => self.binary(f, &node.op, operands[0], operands[1], out),

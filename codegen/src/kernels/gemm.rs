@@ -81,30 +81,40 @@ impl Lowering<'_> {
         let graph = self.graph;
         let node = graph.node(id);
         let Op::Conv(conv) = &node.op else { unreachable!("a convolution") };
-        let out = graph.shape(chain.output(id));
         let k = graph.shape(graph.operands(id)[0]).channels() / conv.groups * conv.kernel[0] * conv.kernel[1];
-        let m = conv.out_channels / conv.groups;
         let w = self.param(node, "weight");
+        let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; conv.out_channels] };
+        self.product_of(&w, bias, conv.groups, k, graph.shape(chain.output(id)))
+    }
+
+    /// Packs a product's weights `w` (per group, `m x k` row-major, `m = bias.len() / groups`)
+    /// and `bias` into the blob, for an output of shape `out`.
+    fn product_of(&mut self, w: &[f32], bias: Vec<f32>, groups: usize, k: usize, out: &ir::Shape) -> Product {
+        let m = bias.len() / groups;
         let p = planes(out).1;
         // A tile as tall and one vector wide wastes fewer lanes on 7x7 planes, but measured
         // slower: it broadcasts one weight per multiply-add.
         let (rows, vectors) = (self.isa.tile_rows, self.isa.tile_vectors);
         let packed: Vec<f32> =
-            (0..conv.groups).flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows)).collect();
-        let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; conv.out_channels] };
+            (0..groups).flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows)).collect();
         let (a, bias) = (self.push(&packed), self.push(&bias));
-        Product {
-            groups: conv.groups,
-            m,
-            k,
-            p,
-            batch: out.batch(),
-            a,
-            bias,
-            rows,
-            vectors,
-            lanes: self.isa.lanes,
-        }
+        Product { groups, m, k, p, batch: out.batch(), a, bias, rows, vectors, lanes: self.isa.lanes }
+    }
+
+    /// The gradient of a 1x1 convolution (stride 1, groups `groups`) with respect to its input:
+    /// `dx = w^T dy`, the same product as a 1x1 convolution with transposed weights.
+    pub fn pointwise_grad_input(&mut self, f: &mut Function, id: NodeId, groups: usize) {
+        let graph = self.graph;
+        let dy = graph.operands(id)[0];
+        let dx = ir::Value { node: id, port: 0 };
+        let (cin, cout) = (graph.shape(dx).channels(), graph.shape(dy).channels());
+        let (m, k) = (cin / groups, cout / groups);
+        let w = self.param(graph.node(id), "weight");
+        // Group g's `[k, m]` block, transposed to `[m, k]`.
+        let transposed: Vec<f32> =
+            (0..groups * m * k).map(|i| w[(i / (m * k)) * m * k + (i % k) * m + (i / k) % m]).collect();
+        let pr = self.product_of(&transposed, vec![0.0; cin], groups, k, graph.shape(dx));
+        self.planes_gemm_of(f, pr, dy, dx, &Chain::default(), None);
     }
 
     /// A 1x1 convolution (stride 1, no padding): the input planes are the matrix `X`.
@@ -151,18 +161,33 @@ impl Lowering<'_> {
         self.planes_gemm(f, id, chain, Some(shift));
     }
 
-    /// Tiles of a product whose `X` rows are input planes (`shift` none), or padded input
-    /// planes shifted by kernel taps.
+    /// Tiles of conv `id`'s product whose `X` rows are input planes (`shift` none), or padded
+    /// input planes shifted by kernel taps.
     fn planes_gemm(&mut self, f: &mut Function, id: NodeId, chain: &Chain, shift: Option<Shift>) {
         let graph = self.graph;
         let Op::Conv(conv) = &graph.node(id).op else { unreachable!("a convolution") };
         let pr = self.product(id, chain);
+        let (x, out) = (graph.operands(id)[0], chain.output(id));
+        self.planes_gemm_of(f, pr, x, out, chain, shift.map(|s| (s, conv.clone())));
+    }
+
+    /// Tiles of product `pr` from the planes of `x` (or, with `shift`, the padded planes of
+    /// the convolution's input shifted by its taps) into the planes of `out`.
+    fn planes_gemm_of(
+        &mut self,
+        f: &mut Function,
+        pr: Product,
+        x: ir::Value,
+        out: ir::Value,
+        chain: &Chain,
+        shift: Option<(Shift, ir::Conv)>,
+    ) {
         let (rows, cols) = (pr.rows, pr.cols());
         let m_tiles = pr.m.div_ceil(rows);
         // Pixel tiles: along the flat plane, or within output rows for shifted planes.
-        let row_tiles = shift.as_ref().map(|s| s.out_row.div_ceil(cols));
+        let row_tiles = shift.as_ref().map(|(s, _)| s.out_row.div_ceil(cols));
         let p_tiles = match (&shift, row_tiles) {
-            (Some(s), Some(per_row)) => s.rows * per_row,
+            (Some((s, _)), Some(per_row)) => s.rows * per_row,
             _ => pr.p.div_ceil(cols),
         };
         let tiles = m_tiles * p_tiles;
@@ -171,8 +196,6 @@ impl Lowering<'_> {
         let per_task = (TASK_MACS / (rows * cols * pr.k)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors);
-        let (x, out) = (graph.operands(id)[0], chain.output(id));
-        let [kh, kw] = conv.kernel;
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -182,7 +205,8 @@ impl Lowering<'_> {
                     let first_in = f.int("mul", &group, pr.k);
                     l.plane_array(f, x, &first_in, pr.k, &n)
                 }
-                Some(s) => {
+                Some((s, conv)) => {
+                    let [kh, kw] = conv.kernel;
                     let inputs = f.pointer_array(pr.k);
                     let cin = pr.k / (kh * kw);
                     let first = f.int("mul", &n, s.channels);
@@ -215,7 +239,7 @@ impl Lowering<'_> {
                 f.when(&valid, |f| {
                     let (pt, mt) = (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles));
                     match (&shift, row_tiles) {
-                        (Some(s), Some(per_row)) => {
+                        (Some((s, _)), Some(per_row)) => {
                             let (oy, c) = (f.int("udiv", &pt, per_row), f.int("urem", &pt, per_row));
                             let ox = f.int("mul", &c, cols);
                             let left = f.int("sub", s.out_row, &ox);

@@ -7,6 +7,7 @@
 
 mod conv;
 mod dense;
+mod dot;
 mod norm;
 
 use ir::{NodeId, TrainOp, Value};
@@ -21,7 +22,13 @@ impl Lowering<'_> {
         match op {
             TrainOp::BatchNormTrain { eps, momentum } => self.batch_norm_train(f, id, eps.0, momentum.0),
             TrainOp::BatchNormGrad => self.batch_norm_grad(f, id),
+            TrainOp::ConvGradInput { conv, .. } if pointwise(conv) => {
+                self.pointwise_grad_input(f, id, conv.groups)
+            }
             TrainOp::ConvGradInput { conv, .. } => self.conv_grad_input(f, id, conv),
+            TrainOp::ConvGradWeight(conv) if pointwise(conv) => {
+                self.pointwise_grad_weight(f, id, conv.groups)
+            }
             TrainOp::ConvGradWeight(conv) => self.conv_grad_weight(f, id, conv),
             TrainOp::AvgPoolGrad { pool, .. } => self.avg_pool_grad(f, id, pool),
             TrainOp::MaxPoolGrad(pool) => self.max_pool_grad(f, id, pool),
@@ -56,6 +63,11 @@ impl Lowering<'_> {
         let data = self.param(self.graph.node(id), suffix);
         self.push(&data)
     }
+}
+
+/// Whether `conv` is a 1x1 convolution with stride 1 and no padding: a plain product.
+fn pointwise(conv: &ir::Conv) -> bool {
+    conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0]
 }
 
 /// The outputs `lo..hi` of a window axis whose tap at offset `tap` (kernel position times

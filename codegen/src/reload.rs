@@ -1,0 +1,139 @@
+//! Compiled networks whose weights change between runs (training, and evaluating the weights
+//! training produced) without compiling again.
+//!
+//! Kernels read parameters from the weights blob in the layouts they pre-pack at compile
+//! time. Every blob element the lowering takes from a parameter is a copy of one parameter
+//! element (or padding), so lowering the graph a second time with each parameter element
+//! replaced by its own index tells which parameter element each blob element copies.
+//! [`Reloadable::set_weights`] then refreshes exactly those.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ir::{Graph, Tensor, Weights};
+use passes::plan::Plan;
+
+use crate::{CompiledModel, Error, JIT_SYMBOL, Target, lower};
+
+/// Parameter elements the index trick can number exactly in f32.
+const MAX_PARAMS: usize = 1 << 24;
+
+/// A compiled network whose parameters can be replaced between runs.
+pub struct Reloadable {
+    model: CompiledModel,
+    /// Every parameter's offset in the flat parameter array, and its shape.
+    layout: BTreeMap<String, (usize, Vec<usize>)>,
+    /// `(blob index, parameter index)` of every blob element that copies a parameter.
+    refresh: Vec<(usize, usize)>,
+    /// The inputs' and outputs' shapes.
+    inputs: Vec<Vec<usize>>,
+    outputs: Vec<Vec<usize>>,
+}
+
+impl Reloadable {
+    /// Compiles `graph` for the host with `weights`, placed by `plan`.
+    pub fn compile(
+        graph: &Graph,
+        weights: &Weights,
+        plan: &Plan,
+        llvm_level: u8,
+    ) -> Result<Reloadable, Error> {
+        let start = Instant::now();
+        let target = Target::host();
+        let mut layout = BTreeMap::new();
+        let mut values = Vec::new();
+        for (name, _, spec) in ir::weights::expected_params(graph) {
+            layout.insert(name.clone(), (values.len(), spec.shape.clone()));
+            let tensor =
+                weights.get(&name).ok_or_else(|| Error::Unsupported(format!("weights `{name}` missing")))?;
+            values.extend_from_slice(&tensor.data);
+        }
+        if values.len() >= MAX_PARAMS {
+            return Err(Error::Unsupported(format!(
+                "reloading {} parameters (at most {MAX_PARAMS})",
+                values.len()
+            )));
+        }
+        let mut numbered = Weights::default();
+        for (name, (offset, shape)) in &layout {
+            let n: usize = shape.iter().product();
+            numbered
+                .insert(name.clone(), Tensor::new(shape, (0..n).map(|i| (offset + i + 1) as f32).collect()));
+        }
+        let lowered = lower(graph, weights, plan, target.isa(), JIT_SYMBOL)?;
+        let indices = lower(graph, &numbered, plan, target.isa(), JIT_SYMBOL)?.weights;
+        let mut refresh = Vec::new();
+        for (i, (&value, &index)) in lowered.weights.iter().zip(&indices).enumerate() {
+            if index == 0.0 {
+                continue;
+            }
+            let from = index as usize - 1;
+            // A kernel that computed with the parameters, instead of copying them, shows here.
+            if values.get(from) != Some(&value) || index.fract() != 0.0 {
+                return Err(Error::Unsupported(format!(
+                    "reloading the weights of {}: a kernel derives its blob from the parameters",
+                    graph.name()
+                )));
+            }
+            refresh.push((i, from));
+        }
+        let (inputs, outputs) = (lowered.inputs.clone(), lowered.outputs.clone());
+        let model = CompiledModel::load(lowered, &target, llvm_level, start)?;
+        Ok(Reloadable { model, layout, refresh, inputs, outputs })
+    }
+
+    /// The parameters in one flat array (for [`Reloadable::load_flat`]), in this model's layout.
+    pub fn flatten(&self, weights: &Weights) -> Vec<f32> {
+        let mut flat =
+            vec![0.0; self.layout.values().map(|(o, s)| o + s.iter().product::<usize>()).max().unwrap_or(0)];
+        for (name, (offset, _)) in &self.layout {
+            let data = &weights.get(name).expect("the weights hold every parameter").data;
+            flat[*offset..offset + data.len()].copy_from_slice(data);
+        }
+        flat
+    }
+
+    /// The tensors of a flat parameter array, by name.
+    pub fn unflatten(&self, flat: &[f32]) -> Weights {
+        let mut weights = Weights::default();
+        for (name, (offset, shape)) in &self.layout {
+            let n: usize = shape.iter().product();
+            weights.insert(name.clone(), Tensor::new(shape, flat[*offset..offset + n].to_vec()));
+        }
+        weights
+    }
+
+    /// Where parameter `name` sits in the flat array, and how many elements it has.
+    pub fn span(&self, name: &str) -> Option<(usize, usize)> {
+        self.layout.get(name).map(|(offset, shape)| (*offset, shape.iter().product()))
+    }
+
+    /// Replaces the parameters (every one the graph needs) for the next runs.
+    pub fn set_weights(&mut self, weights: &Weights) {
+        let flat = self.flatten(weights);
+        self.load_flat(&flat);
+    }
+
+    /// Replaces the parameters from a flat array in this model's layout.
+    pub fn load_flat(&mut self, flat: &[f32]) {
+        let blob = self.model.weights_mut();
+        for &(i, from) in &self.refresh {
+            blob[i] = flat[from];
+        }
+    }
+
+    /// The compiled model, to run.
+    pub fn model(&mut self) -> &mut CompiledModel {
+        &mut self.model
+    }
+
+    /// The inputs' shapes, in the order a run takes them.
+    pub fn inputs(&self) -> &[Vec<usize>] {
+        &self.inputs
+    }
+
+    /// The outputs' shapes, in the order a run gives them.
+    pub fn outputs(&self) -> &[Vec<usize>] {
+        &self.outputs
+    }
+}
