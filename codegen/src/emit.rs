@@ -104,6 +104,24 @@ impl Function {
         self.let_("in", format!("and i1 {in_y}, {in_x}"))
     }
 
+    /// `*slot += v` on an accumulator of type `ty`.
+    pub fn add_vector(&mut self, ty: Ty, slot: &str, v: &str) {
+        let t = ty.name();
+        let a = self.let_("a", format!("load {t}, ptr {slot}"));
+        let s = self.let_("s", format!("fadd {t} {a}, {v}"));
+        self.line(format!("store {t} {s}, ptr {slot}"));
+    }
+
+    /// The sum of the lanes of a vector accumulator of type `ty`.
+    pub fn vector_sum(&mut self, ty: Ty, slot: &str) -> String {
+        let t = ty.name();
+        let v = self.let_("v", format!("load {t}, ptr {slot}"));
+        self.let_(
+            "sum",
+            format!("call reassoc float @llvm.vector.reduce.fadd.{}(float 0.0, {t} {v})", ty.suffix()),
+        )
+    }
+
     /// The value of an f32 accumulator.
     pub fn read(&mut self, acc: &str) -> String {
         self.let_("a", format!("load float, ptr {acc}"))

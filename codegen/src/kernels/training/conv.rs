@@ -7,7 +7,7 @@
 use ir::{Conv, NodeId, Pool, Value};
 
 use super::valid_outputs;
-use crate::emit::{Function, float};
+use crate::emit::{Function, Ty, float};
 use crate::lower::Lowering;
 
 /// A window's geometry, shared by convolutions and pools.
@@ -31,15 +31,24 @@ impl Window {
         }
     }
 
-    /// Emits `body(f, x_index, y_index)` over the output pixels that tap `(ky, kx)` reads
-    /// inside the input.
-    fn tap(&self, f: &mut Function, ky: usize, kx: usize, body: &mut dyn FnMut(&mut Function, &str, &str)) {
+    /// Emits `body(f, x_index, y_index, mask)` over the output pixels that tap `(ky, kx)`
+    /// reads inside the input: `lanes` consecutive output columns at a time when the stride
+    /// along a row is 1 (`mask` the valid lanes of a row's last vector), else one at a time
+    /// (`lanes` 1, no mask).
+    fn tap(&self, f: &mut Function, ky: usize, kx: usize, lanes: usize, body: &mut Tap<'_>) {
         let offset = |axis: usize, k: usize| (k * self.dilation[axis]) as isize - self.padding[axis] as isize;
         let (ty, tx) = (offset(0, ky), offset(1, kx));
         let (y0, y1) = valid_outputs(ty, self.stride[0], self.input[0], self.output[0]);
         let (x0, x1) = valid_outputs(tx, self.stride[1], self.input[1], self.output[1]);
         let (iw, ow) = (self.input[1] as isize, self.output[1]);
         let (sy, sx) = (self.stride[0] as isize, self.stride[1]);
+        let lanes = if sx == 1 { lanes } else { 1 };
+        let width = x1 - x0;
+        let (whole, tail) = (width / lanes, width % lanes);
+        let mask = (lanes > 1 && tail > 0).then(|| {
+            let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
+            format!("<{}>", bits.join(", "))
+        });
         f.count(y1 - y0, |f, r| {
             let oy = f.int("add", r, y0);
             let y_row = f.int("mul", &oy, ow);
@@ -48,16 +57,26 @@ impl Window {
             let iy = f.int("add", &iy, ty);
             let x_row = f.int("mul", &iy, iw);
             let x_row = f.int("add", &x_row, tx);
-            f.count(x1 - x0, |f, c| {
-                let ox = f.int("add", c, x0);
-                let yi = f.int("add", &y_row, &ox);
-                let ix = f.int("mul", &ox, sx);
+            let mut at = |f: &mut Function, ox: &str, mask: Option<&str>| {
+                let yi = f.int("add", &y_row, ox);
+                let ix = f.int("mul", ox, sx);
                 let xi = f.int("add", &x_row, &ix);
-                body(f, &xi, &yi);
+                body(f, &xi, &yi, mask);
+            };
+            f.count(whole, |f, c| {
+                let ox = f.int("mul", c, lanes);
+                let ox = f.int("add", &ox, x0);
+                at(f, &ox, None);
             });
+            if let Some(mask) = &mask {
+                at(f, &(x0 + whole * lanes).to_string(), Some(mask));
+            }
         });
     }
 }
+
+/// The body of a window tap's loop: `(f, x_index, y_index, mask)`.
+type Tap<'a> = dyn FnMut(&mut Function, &str, &str, Option<&str>) + 'a;
 
 /// Where a gradient's window weights come from.
 #[derive(Clone, Copy)]
@@ -120,13 +139,23 @@ impl Lowering<'_> {
                                 f.load("%w", &tap)
                             }
                         };
+                        let lanes = if conv.stride[1] == 1 { l.isa.lanes } else { 1 };
+                        let ty = if lanes > 1 { Ty::Vector(lanes) } else { Ty::Scalar };
+                        let wv = if lanes > 1 { f.splat(&w, lanes) } else { w.clone() };
                         f.count(xs[0], |f, n| {
                             let xp = l.plane(f, dx, "%t", n);
                             let yp = l.plane(f, dy, &co, n);
-                            window.tap(f, ky, kx, &mut |f, xi, yi| {
-                                let (old, g) = (f.load(&xp, xi), f.load(&yp, yi));
-                                let r = f.fma(&w, &g, &old);
-                                f.store(&r, &xp, xi);
+                            window.tap(f, ky, kx, lanes, &mut |f, xi, yi, mask| {
+                                let (old, g) = (f.load_ty(ty, &xp, xi, mask), f.load_ty(ty, &yp, yi, mask));
+                                let t = ty.name();
+                                let r = f.let_(
+                                    "r",
+                                    format!(
+                                        "call {t} @llvm.fmuladd.{}({t} {wv}, {t} {g}, {t} {old})",
+                                        ty.suffix()
+                                    ),
+                                );
+                                f.store_ty(ty, &r, &xp, xi, mask);
                             });
                         });
                     }
@@ -152,20 +181,32 @@ impl Lowering<'_> {
                 let ci = f.int("add", &ci, cig);
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        let acc = f.accumulator("0.0");
+                        let lanes = if conv.stride[1] == 1 { l.isa.lanes } else { 1 };
+                        let ty = if lanes > 1 { Ty::Vector(lanes) } else { Ty::Scalar };
+                        let acc = f.slot(ty, if lanes > 1 { "zeroinitializer" } else { "0.0" });
                         f.count(xs[0], |f, n| {
                             let xp = l.plane(f, x, &ci, n);
                             let yp = l.plane(f, dy, "%t", n);
-                            window.tap(f, ky, kx, &mut |f, xi, yi| {
-                                let (a, b) = (f.load(&yp, yi), f.load(&xp, xi));
-                                f.add_product(&acc, &a, &b);
+                            window.tap(f, ky, kx, lanes, &mut |f, xi, yi, mask| {
+                                // Masked loads give zeros past the row's end: they add nothing.
+                                let (a, b) = (f.load_ty(ty, &yp, yi, mask), f.load_ty(ty, &xp, xi, mask));
+                                let t = ty.name();
+                                let old = f.let_("a", format!("load {t}, ptr {acc}"));
+                                let s = f.let_(
+                                    "s",
+                                    format!(
+                                        "call {t} @llvm.fmuladd.{}({t} {a}, {t} {b}, {t} {old})",
+                                        ty.suffix()
+                                    ),
+                                );
+                                f.line(format!("store {t} {s}, ptr {acc}"));
                             });
                         });
                         let row = f.int("mul", "%t", cin_g);
                         let row = f.int("add", &row, cig);
                         let at = f.int("mul", &row, kh * kw);
                         let at = f.int("add", &at, ky * kw + kx);
-                        let sum = f.read(&acc);
+                        let sum = if lanes > 1 { f.vector_sum(ty, &acc) } else { f.read(&acc) };
                         f.store(&sum, &out, &at);
                     }
                 }

@@ -6,7 +6,7 @@
 
 use ir::{NodeId, Value};
 
-use crate::emit::{Function, Ty, float};
+use crate::emit::{Function, Ty};
 use crate::lower::{Lowering, planes};
 
 /// Output channels per tile.
@@ -76,7 +76,12 @@ impl Lowering<'_> {
                                 let s = f.let_("s", format!("load {t}, ptr {slot}"));
                                 let s = f.let_(
                                     "s",
-                                    format!("call {t} @llvm.fmuladd.{}({t} {}, {t} {}, {t} {s})", ty.suffix(), a[r], b[c]),
+                                    format!(
+                                        "call {t} @llvm.fmuladd.{}({t} {}, {t} {}, {t} {s})",
+                                        ty.suffix(),
+                                        a[r],
+                                        b[c]
+                                    ),
                                 );
                                 f.line(format!("store {t} {s}, ptr {slot}"));
                             }
@@ -100,11 +105,7 @@ impl Lowering<'_> {
                         let in_cols = f.let_("ok", format!("icmp ult i64 {col}, {cin_g}"));
                         let ok = f.let_("ok", format!("and i1 {in_rows}, {in_cols}"));
                         f.when(&ok, |f| {
-                            let v = f.let_("v", format!("load {}, ptr {slot}", ty.name()));
-                            let sum = f.let_(
-                                "sum",
-                                format!("call reassoc float @llvm.vector.reduce.fadd.v{lanes}f32(float {}, {} {v})", float(0.0), ty.name()),
-                            );
+                            let sum = f.vector_sum(ty, slot);
                             let at = f.int("mul", &co[r], cin_g);
                             let at = f.int("add", &at, &col);
                             f.store(&sum, &out, &at);

@@ -3,23 +3,36 @@
 
 use ir::{NodeId, Value};
 
-use crate::emit::{Function, float};
+use crate::emit::{Function, Ty, float};
 use crate::lower::{Lowering, planes};
 
 impl Lowering<'_> {
-    /// Loops `body(f, plane, index)` over every element of channel `%t` of `v`, batch item by
-    /// batch item.
-    fn channel_elements(
+    /// Loops `body(f, planes, index, mask)` over channel `%t` of `values` (all of one shape), batch
+    /// item by batch item, a vector of `lanes` elements at a time: `planes` are the values'
+    /// planes, `mask` the valid lanes of a plane's last vector.
+    fn channel_vectors(
         &mut self,
         f: &mut Function,
-        v: Value,
-        body: &mut dyn FnMut(&mut Function, &str, &str),
+        values: &[Value],
+        body: &mut dyn FnMut(&mut Function, &[String], &str, Option<&str>),
     ) {
-        let shape = self.graph.shape(v).clone();
+        let shape = self.graph.shape(values[0]).clone();
         let (_, inner) = planes(&shape);
+        let lanes = self.isa.lanes;
+        let (whole, tail) = (inner / lanes, inner % lanes);
+        let mask = (tail > 0).then(|| {
+            let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
+            format!("<{}>", bits.join(", "))
+        });
         f.count(shape.batch(), |f, n| {
-            let p = self.plane(f, v, "%t", n);
-            f.count(inner, |f, i| body(f, &p, i));
+            let ps: Vec<String> = values.iter().map(|&v| self.plane(f, v, "%t", n)).collect();
+            f.count(whole, |f, v| {
+                let at = f.int("mul", v, lanes);
+                body(f, &ps, &at, None);
+            });
+            if let Some(mask) = &mask {
+                body(f, &ps, &(whole * lanes).to_string(), Some(mask));
+            }
         });
     }
 
@@ -37,23 +50,40 @@ impl Lowering<'_> {
         let [gamma, beta, mean_at, var_at] =
             ["weight", "bias", "running_mean", "running_var"].map(|s| self.param_at(id, s));
         let channels = self.graph.shape(x).channels();
+        let lanes = self.isa.lanes;
+        let ty = Ty::Vector(lanes);
         // The running variance takes the unbiased batch variance, as PyTorch's does.
         let unbiased = if count > 1 { count as f32 / (count - 1) as f32 } else { 1.0 };
         self.parallel(f, channels, |l, f| {
-            let sum = f.accumulator("0.0");
-            l.channel_elements(f, x, &mut |f, p, i| {
-                let v = f.load(p, i);
-                f.add_to(&sum, &v);
+            // Masked loads read zeros past a plane's end, which add nothing to the sum.
+            let sum = f.slot(ty, "zeroinitializer");
+            l.channel_vectors(f, &[x], &mut |f, ps, at, mask| {
+                let v = f.load_ty(ty, &ps[0], at, mask);
+                f.add_vector(ty, &sum, &v);
             });
-            let total = f.read(&sum);
+            let total = f.vector_sum(ty, &sum);
             let mean = f.let_("mean", format!("fmul float {total}, {}", float(1.0 / count as f32)));
-            let squares = f.accumulator("0.0");
-            l.channel_elements(f, x, &mut |f, p, i| {
-                let v = f.load(p, i);
-                let d = f.let_("d", format!("fsub float {v}, {mean}"));
-                f.add_product(&squares, &d, &d);
+            let mean_v = f.splat(&mean, lanes);
+            let squares = f.slot(ty, "zeroinitializer");
+            l.channel_vectors(f, &[x], &mut |f, ps, at, mask| {
+                let v = f.load_ty(ty, &ps[0], at, mask);
+                let d = f.let_("d", format!("fsub {} {v}, {mean_v}", ty.name()));
+                // Past the end `d` is `-mean`: keep it out of the sum.
+                let d = match mask {
+                    Some(m) => f.let_(
+                        "d",
+                        format!(
+                            "select <{lanes} x i1> {m}, {} {d}, {} zeroinitializer",
+                            ty.name(),
+                            ty.name()
+                        ),
+                    ),
+                    None => d,
+                };
+                let sq = f.let_("sq", format!("fmul {} {d}, {d}", ty.name()));
+                f.add_vector(ty, &squares, &sq);
             });
-            let sq = f.read(&squares);
+            let sq = f.vector_sum(ty, &squares);
             let var = f.let_("var", format!("fmul float {sq}, {}", float(1.0 / count as f32)));
             let padded = f.let_("var", format!("fadd float {var}, {}", float(eps)));
             let std = f.let_("std", format!("call float @llvm.sqrt.f32(float {padded})"));
@@ -63,15 +93,15 @@ impl Lowering<'_> {
             let scale = f.let_("scale", format!("fmul float {g}, {inv}"));
             let shifted = f.let_("m", format!("fmul float {mean}, {scale}"));
             let shift = f.let_("shift", format!("fsub float {b}, {shifted}"));
-            let (batch, inner) = (l.graph.shape(x).batch(), planes(l.graph.shape(x)).1);
-            f.count(batch, |f, n| {
-                let xp = l.plane(f, x, "%t", n);
-                let yp = l.plane(f, out(0), "%t", n);
-                f.count(inner, |f, i| {
-                    let v = f.load(&xp, i);
-                    let r = f.fma(&v, &scale, &shift);
-                    f.store(&r, &yp, i);
-                });
+            let (scale_v, shift_v) = (f.splat(&scale, lanes), f.splat(&shift, lanes));
+            l.channel_vectors(f, &[x, out(0)], &mut |f, ps, at, mask| {
+                let v = f.load_ty(ty, &ps[0], at, mask);
+                let t = ty.name();
+                let r = f.let_(
+                    "y",
+                    format!("call {t} @llvm.fmuladd.{}({t} {v}, {t} {scale_v}, {t} {shift_v})", ty.suffix()),
+                );
+                f.store_ty(ty, &r, &ps[1], at, mask);
             });
             for (port, value) in [(1, &mean), (2, &inv)] {
                 let dst = l.flat(f, out(port));
@@ -96,51 +126,49 @@ impl Lowering<'_> {
     pub(super) fn batch_norm_grad(&mut self, f: &mut Function, id: NodeId) {
         let operands = self.graph.operands(id);
         let (x, dy, mean_v, inv_v) = (operands[0], operands[1], operands[2], operands[3]);
+        let dx = Value { node: id, port: 0 };
         let count = self.per_channel(x);
         let gamma = self.param_at(id, "weight");
         let channels = self.graph.shape(x).channels();
+        let ty = Ty::Vector(self.isa.lanes);
+        let lanes = self.isa.lanes;
         self.parallel(f, channels, |l, f| {
             let mean_p = l.flat(f, mean_v);
             let mean = f.load(&mean_p, "%t");
             let inv_p = l.flat(f, inv_v);
             let inv = f.load(&inv_p, "%t");
-            let (d_beta, d_gamma) = (f.accumulator("0.0"), f.accumulator("0.0"));
-            let (x_shape, inner) = (l.graph.shape(x).clone(), planes(l.graph.shape(x)).1);
-            f.count(x_shape.batch(), |f, n| {
-                let xp = l.plane(f, x, "%t", n);
-                let gp = l.plane(f, dy, "%t", n);
-                f.count(inner, |f, i| {
-                    let (v, g) = (f.load(&xp, i), f.load(&gp, i));
-                    f.add_to(&d_beta, &g);
-                    let d = f.let_("d", format!("fsub float {v}, {mean}"));
-                    let h = f.let_("h", format!("fmul float {d}, {inv}"));
-                    f.add_product(&d_gamma, &g, &h);
-                });
+            let mean_s = f.splat(&mean, lanes);
+            let (d_beta, d_centered) = (f.slot(ty, "zeroinitializer"), f.slot(ty, "zeroinitializer"));
+            // Masked loads read zero gradients past a plane's end: both sums stay exact.
+            l.channel_vectors(f, &[x, dy], &mut |f, ps, at, mask| {
+                let (v, g) = (f.load_ty(ty, &ps[0], at, mask), f.load_ty(ty, &ps[1], at, mask));
+                f.add_vector(ty, &d_beta, &g);
+                let d = f.let_("d", format!("fsub {} {v}, {mean_s}", ty.name()));
+                let p = f.let_("p", format!("fmul {} {g}, {d}", ty.name()));
+                f.add_vector(ty, &d_centered, &p);
             });
-            let (db, dg) = (f.read(&d_beta), f.read(&d_gamma));
+            let db = f.vector_sum(ty, &d_beta);
+            let centered = f.vector_sum(ty, &d_centered);
+            let dg = f.let_("dg", format!("fmul float {centered}, {inv}"));
             // dx = k (count dy - db - x_hat dg) with k = gamma inv / count, as
             // a dy + b (x - mean) + c.
             let g = param(f, gamma);
-            let k = f.let_("k", format!("fmul float {g}, {inv}"));
-            let a = k.clone();
-            let kc = f.let_("kc", format!("fmul float {k}, {}", float(1.0 / count as f32)));
+            let a = f.let_("k", format!("fmul float {g}, {inv}"));
+            let kc = f.let_("kc", format!("fmul float {a}, {}", float(1.0 / count as f32)));
             let kdg = f.let_("kdg", format!("fmul float {kc}, {dg}"));
             let b = f.let_("b", format!("fmul float {kdg}, {inv}"));
             let nb = f.let_("nb", format!("fneg float {b}"));
             let kdb = f.let_("kdb", format!("fmul float {kc}, {db}"));
             let c = f.let_("c", format!("fneg float {kdb}"));
-            let dx = Value { node: id, port: 0 };
-            f.count(x_shape.batch(), |f, n| {
-                let xp = l.plane(f, x, "%t", n);
-                let gp = l.plane(f, dy, "%t", n);
-                let op = l.plane(f, dx, "%t", n);
-                f.count(inner, |f, i| {
-                    let (v, g) = (f.load(&xp, i), f.load(&gp, i));
-                    let d = f.let_("d", format!("fsub float {v}, {mean}"));
-                    let t = f.fma(&d, &nb, &c);
-                    let r = f.fma(&g, &a, &t);
-                    f.store(&r, &op, i);
-                });
+            let [a_v, nb_v, c_v] = [&a, &nb, &c].map(|s| f.splat(s, lanes));
+            l.channel_vectors(f, &[x, dy, dx], &mut |f, ps, at, mask| {
+                let (v, g) = (f.load_ty(ty, &ps[0], at, mask), f.load_ty(ty, &ps[1], at, mask));
+                let t = ty.name();
+                let s = ty.suffix();
+                let d = f.let_("d", format!("fsub {t} {v}, {mean_s}"));
+                let u = f.let_("u", format!("call {t} @llvm.fmuladd.{s}({t} {d}, {t} {nb_v}, {t} {c_v})"));
+                let r = f.let_("r", format!("call {t} @llvm.fmuladd.{s}({t} {g}, {t} {a_v}, {t} {u})"));
+                f.store_ty(ty, &r, &ps[2], at, mask);
             });
             for (port, value) in [(1, dg), (2, db)] {
                 let dst = l.flat(f, Value { node: id, port });
