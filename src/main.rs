@@ -25,6 +25,8 @@ enum Command {
     Compile(cmd::compile::Args),
     /// Print a network's graph as text IR or Graphviz DOT.
     Graph(cmd::graph::Args),
+    /// Measure the ShuffleNet V2 paper's four guideline experiments and its Figure-1 networks here, beside the paper's numbers.
+    Guidelines(cmd::guidelines::Args),
     /// Optimize a network and show the result: ops left, bytes moved, peak memory, rule statistics.
     Opt(cmd::opt::Args),
     /// Run a network on an input array and write its output array.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(&args),
         Command::Compile(args) => cmd::compile::run(&args),
         Command::Graph(args) => cmd::graph::run(&args),
+        Command::Guidelines(args) => cmd::guidelines::run(&args),
         Command::Opt(args) => cmd::opt::run(&args),
         Command::Run(args) => cmd::run::run(&args),
         Command::Zoo(args) => cmd::zoo::run(&args),

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod compile;
 pub mod graph;
+pub mod guidelines;
 pub mod opt;
 pub mod run;
 pub mod zoo;
