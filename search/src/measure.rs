@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use codegen::CompiledModel;
 use codegen::bench::Timing;
@@ -10,15 +11,25 @@ use codegen::bench::Timing;
 /// LLVM's optimization level for code that is timed: the fastest code, whatever it costs to make.
 const LLVM_LEVEL: u8 = 3;
 
-/// How a network is timed.
+/// How networks are timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Protocol {
     /// Threads per run, the calling one included.
     pub threads: usize,
-    /// Untimed runs first.
+    /// Untimed runs before a network's timed runs of each round.
     pub warmup: usize,
-    /// Timed runs (at least one).
+    /// Timed runs per network (at least one), spread evenly over the rounds.
     pub runs: usize,
+    /// Turns: in each, every network is timed once more (at least one).
+    pub rounds: usize,
+}
+
+impl Protocol {
+    /// Timed runs in round `round`: the runs dealt out evenly, the first rounds taking the rest.
+    fn runs_in(&self, round: usize) -> usize {
+        let (runs, rounds) = (self.runs.max(1), self.rounds.max(1));
+        runs / rounds + usize::from(round < runs % rounds)
+    }
 }
 
 /// What timing one network gave.
@@ -89,14 +100,38 @@ pub fn prepare_all(graphs: &[ir::Graph]) -> Vec<Result<Prepared, codegen::Error>
         .collect()
 }
 
-impl Prepared {
-    /// Times the network by `protocol`: codegen's bench protocol on the standard input.
-    pub fn time(mut self, protocol: &Protocol) -> Measured {
-        self.model.set_threads(protocol.threads);
-        let timing = codegen::bench::measure(&mut self.model, &self.input, protocol.warmup, protocol.runs);
-        // Dropping the model here unloads it, and its worker threads with it, before the next is timed.
-        Measured { timing, macs: self.macs, compile_s: self.model.compile_time().as_secs_f64() }
+/// Times every network by `protocol`, in turns: in each round every network gets `warmup`
+/// untimed runs and its share of the timed ones, so that a burst of load from elsewhere on the
+/// machine slows all networks a little rather than a few a lot. `round` is called as each
+/// round begins. Each network's timed runs of all rounds are summarized together.
+pub fn time_all(
+    prepared: &mut [Prepared],
+    protocol: &Protocol,
+    mut round: impl FnMut(usize),
+) -> Vec<Measured> {
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); prepared.len()];
+    for p in prepared.iter_mut() {
+        p.model.set_threads(protocol.threads);
     }
+    for r in 0..protocol.rounds.max(1) {
+        let runs = protocol.runs_in(r);
+        if runs == 0 {
+            continue;
+        }
+        round(r);
+        for (p, times) in prepared.iter_mut().zip(&mut samples) {
+            times.extend(codegen::bench::samples(&mut p.model, &p.input, protocol.warmup, runs));
+        }
+    }
+    prepared
+        .iter()
+        .zip(&samples)
+        .map(|(p, times)| Measured {
+            timing: Timing::of(times),
+            macs: p.macs,
+            compile_s: p.model.compile_time().as_secs_f64(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -104,7 +139,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compiles_in_parallel_and_times_in_order() {
+    fn runs_are_dealt_over_the_rounds() {
+        let p = |runs, rounds| Protocol { threads: 1, warmup: 0, runs, rounds };
+        let dealt = |p: Protocol| (0..p.rounds).map(|r| p.runs_in(r)).collect::<Vec<_>>();
+        assert_eq!(dealt(p(11, 3)), [4, 4, 3]);
+        assert_eq!(dealt(p(50, 5)), [10; 5]);
+        assert_eq!(dealt(p(1, 3)), [1, 0, 0]);
+    }
+
+    #[test]
+    fn compiles_in_parallel_and_times_in_turns() {
         let net = |out: u32| {
             let text = format!(
                 r#"Network(name: "t", input: Image(channels: 4, height: 8, width: 8),
@@ -113,9 +157,11 @@ mod tests {
             ir::from_ron_str(&text, "t.ron", &ir::BuildOptions::default()).unwrap()
         };
         let graphs = [net(8), net(16), net(4)];
-        let protocol = Protocol { threads: 1, warmup: 0, runs: 3 };
-        let measured: Vec<Measured> =
-            prepare_all(&graphs).into_iter().map(|p| p.unwrap().time(&protocol)).collect();
+        let mut prepared: Vec<Prepared> = prepare_all(&graphs).into_iter().map(Result::unwrap).collect();
+        let mut rounds = Vec::new();
+        let protocol = Protocol { threads: 1, warmup: 0, runs: 5, rounds: 2 };
+        let measured = time_all(&mut prepared, &protocol, |r| rounds.push(r));
+        assert_eq!(rounds, [0, 1]);
         let macs: Vec<u64> = measured.iter().map(|m| m.macs).collect();
         assert_eq!(macs, [4 * 8 * 64, 4 * 16 * 64, 4 * 4 * 64]);
         for m in measured {

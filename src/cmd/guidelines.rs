@@ -67,18 +67,21 @@ enum Shapes {
 /// How much a run measures.
 struct Mode {
     name: &'static str,
+    /// Untimed runs of a network at the start of each round.
     warmup: u32,
+    /// Timed runs of a network, over all rounds.
     runs: u32,
+    rounds: u32,
     /// The one Table-8 complexity class measured, or all of them.
     models: Option<&'static str>,
 }
 
 /// About a minute on a 2-core machine: compiling the 55 networks (in parallel) takes half of
 /// it, timing the other half.
-const QUICK: Mode = Mode { name: "quick", warmup: 2, runs: 11, models: Some("~140M") };
+const QUICK: Mode = Mode { name: "quick", warmup: 1, runs: 12, rounds: 3, models: Some("~140M") };
 
-/// `archc bench`'s defaults, and all sixteen Table-8 networks.
-const FULL: Mode = Mode { name: "full", warmup: 5, runs: 50, models: None };
+/// `archc bench`'s 50 timed runs, and all sixteen Table-8 networks: about three minutes.
+const FULL: Mode = Mode { name: "full", warmup: 2, runs: 50, rounds: 5, models: None };
 
 /// Runs `archc guidelines`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -98,24 +101,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         threads: args.threads as usize,
         warmup: mode.warmup as usize,
         runs: args.runs.unwrap_or(mode.runs) as usize,
+        rounds: mode.rounds as usize,
     };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| InputError(format!("--out {}: {e}", args.out.display())))?;
     let work = work(args, &paper, shapes, &mode);
-    let mut done = 0;
     #[allow(clippy::print_stderr)]
     let measured = {
-        eprintln!("compiling {} networks, then timing them one at a time", work.len());
-        guidelines::run::measure(&work, &protocol, |job, m| {
-            done += 1;
+        eprintln!("compiling {} networks", work.len());
+        let rounds = protocol.rounds;
+        let measured = guidelines::run::measure(&work, &protocol, |r| {
+            eprintln!("timing round {} of {rounds}: every network in turn", r + 1);
+        })?;
+        for (job, m) in work.iter().filter_map(|job| Some((job, measured.get(&job.subject)?))) {
             eprintln!(
-                "[{done:>2}/{}] {:<28} {:>10.3} ms  (compiled in {:.1} s)",
-                work.len(),
-                job.label,
-                m.timing.median_ms,
-                m.compile_s
+                "{:<28} {:>10.3} ms  (compiled in {:.1} s)",
+                job.label, m.timing.median_ms, m.compile_s
             );
-        })?
+        }
+        measured
     };
     let report = guidelines::report(&paper, shapes, &measured)?;
     let svg = args.out.join("speed_vs_macs.svg");
@@ -127,6 +131,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         threads: protocol.threads,
         warmup: protocol.warmup,
         runs: protocol.runs,
+        rounds: protocol.rounds,
         batch: 1,
         resolution: args.resolution,
         blocks: args.blocks,
@@ -169,6 +174,7 @@ struct Run<'a> {
     threads: usize,
     warmup: usize,
     runs: usize,
+    rounds: usize,
     batch: usize,
     resolution: Option<u32>,
     blocks: Option<u32>,
@@ -187,8 +193,8 @@ struct Run<'a> {
 fn render(run: &Run) -> String {
     let quick = if run.mode == QUICK.name {
         format!(
-            "; of Table 8 only the ~140M networks (full: {} and {} runs, all of them)",
-            FULL.warmup, FULL.runs
+            "; of Table 8 only the ~140M networks (full: {} runs in {} rounds, all of its networks)",
+            FULL.runs, FULL.rounds
         )
     } else {
         String::new()
@@ -199,10 +205,11 @@ fn render(run: &Run) -> String {
     };
     let mut s = format!(
         "The ShuffleNet V2 guidelines ({}) on {}\n\
-         {} run: {} warm-up and {} timed runs per network, {} thread(s), batch {}{quick}\n\
+         {} run: {} timed runs per network in {} rounds (each network in turn, {} warm-up run(s) first), \
+         {} thread(s), batch {}{quick}\n\
          Built with the channels the paper used on its {platform}. Per width: images/s here and, in \
          brackets, relative to the first row; GPU and ARM: the paper's speeds relative to the first row.\n\n",
-        run.paper, run.machine, run.mode, run.warmup, run.runs, run.threads, run.batch
+        run.paper, run.machine, run.mode, run.runs, run.rounds, run.warmup, run.threads, run.batch
     );
     for table in &run.report.tables {
         s += &text::table(table);
