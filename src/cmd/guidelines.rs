@@ -19,7 +19,7 @@ pub struct Args {
     /// Threads per run, the calling one included.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: u32,
-    /// Fewer runs per network, and of Table 8 only the ~140M networks: about a minute.
+    /// Fewer runs per network, and of Table 8 only the ~140M networks: under two minutes.
     #[arg(long)]
     quick: bool,
     /// Print one JSON object instead of the tables.
@@ -76,7 +76,7 @@ struct Mode {
     models: Option<&'static str>,
 }
 
-/// About a minute on a 2-core machine: compiling the 55 networks (in parallel) takes half of
+/// 85 s on a busy 2-core machine: compiling the 55 networks (in parallel) takes about half of
 /// it, timing the other half.
 const QUICK: Mode = Mode { name: "quick", warmup: 1, runs: 12, rounds: 3, models: Some("~140M") };
 
