@@ -27,6 +27,8 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Print a network's graph as text IR or Graphviz DOT.
     Graph(cmd::graph::Args),
+    /// Measure the ShuffleNet V2 paper's four guideline experiments and its Figure-1 networks here, beside the paper's numbers.
+    Guidelines(cmd::guidelines::Args),
     /// Optimize a network and show the result: ops left, bytes moved, peak memory, rule statistics.
     Opt(cmd::opt::Args),
     /// Run a network on an input array and write its output array.
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => cmd::compile::run(&args),
         Command::Eval(args) => cmd::eval::run(&args),
         Command::Graph(args) => cmd::graph::run(&args),
+        Command::Guidelines(args) => cmd::guidelines::run(&args),
         Command::Opt(args) => cmd::opt::run(&args),
         Command::Run(args) => cmd::run::run(&args),
         Command::Train(args) => cmd::train::run(&args),

@@ -34,18 +34,23 @@ impl Timing {
 
 /// Runs `model` `warmup` times, then times `runs` runs (at least one) of `input`.
 pub fn measure(model: &mut CompiledModel, input: &[f32], warmup: usize, runs: usize) -> Timing {
+    Timing::of(&samples(model, input, warmup, runs))
+}
+
+/// What [`measure`] summarizes: the durations of the timed runs. For callers that time several
+/// networks in turns and summarize each one's runs of all turns together.
+pub fn samples(model: &mut CompiledModel, input: &[f32], warmup: usize, runs: usize) -> Vec<Duration> {
     let mut output = vec![0.0; model.output_shape().iter().product()];
     for _ in 0..warmup {
         model.run_into(input, &mut output);
     }
-    let times: Vec<Duration> = (0..runs.max(1))
+    (0..runs.max(1))
         .map(|_| {
             let start = Instant::now();
             model.run_into(input, &mut output);
             start.elapsed()
         })
-        .collect();
-    Timing::of(&times)
+        .collect()
 }
 
 /// Times `runs` step-by-step runs (after one warm-up) and returns each step's median in

@@ -1,12 +1,15 @@
 //! archc's architecture search: search spaces, strategies, measurement, training, the
 //! journal and reports. Results are keyed by where they were measured, see [`fingerprint`];
-//! training data comes from [`data`].
+//! training data comes from [`data`]; every latency is taken by [`measure`]. [`guidelines`]
+//! reproduces the ShuffleNet V2 paper's controlled experiments.
 #![warn(missing_docs)]
 
 pub mod data;
 mod error;
 pub mod evaluate;
 mod fingerprint;
+pub mod guidelines;
+pub mod measure;
 mod schedule;
 pub mod train;
 

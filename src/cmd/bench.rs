@@ -37,13 +37,10 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let graph = args.network.build()?;
     let weights = args.weights.load(&graph)?;
-    let opt = passes::optimize(&graph, &weights, args.level.level(), None);
-    let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 3)
+    let mut model = search::measure::compile(&graph, &weights, args.level.level())
         .with_context(|| format!("compiling {}", graph.name()))?;
     model.set_threads(args.threads as usize);
-    // The same input every run; speed does not depend on the values.
-    let numel: usize = model.input_shape().iter().product();
-    let input: Vec<f32> = (0..numel).map(|i| (i % 255) as f32 / 127.5 - 1.0).collect();
+    let input = search::measure::input(&model);
     let timing = codegen::bench::measure(&mut model, &input, args.warmup as usize, args.runs as usize);
     let layers = codegen::bench::profile(&mut model, &input, (args.runs as usize).min(20));
     let peak = codegen::bench::fma_peak_gflops().context("measuring the FMA peak")?;

@@ -6,6 +6,7 @@ pub mod compile;
 mod data;
 pub mod eval;
 pub mod graph;
+pub mod guidelines;
 pub mod opt;
 pub mod run;
 pub mod train;
