@@ -30,7 +30,7 @@ fn training_learns_mnist_and_eval_agrees() {
         "--split",
         "1600,400",
         "--epochs",
-        "3",
+        "4",
         "--batch",
         "32",
         "--lr",
@@ -44,13 +44,14 @@ fn training_learns_mnist_and_eval_agrees() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let epochs = json_lines(&out);
-    assert_eq!(epochs.len(), 3);
-    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3, "the log file has every epoch");
-    let last = &epochs[2]["validation"];
+    assert_eq!(epochs.len(), 4);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 4, "the log file has every epoch");
+    let last = &epochs[3]["validation"];
     let top1 = last["top1"].as_f64().unwrap();
-    // The stated accuracy: 3 epochs of 1,600 digits reach 90% on the 400 held out.
-    assert!(top1 >= 0.90, "validation top-1 {top1} after 3 epochs: {epochs:?}");
-    assert!(epochs[2]["train_loss"].as_f64().unwrap() < epochs[0]["train_loss"].as_f64().unwrap());
+    // The stated accuracy: 4 epochs of 1,600 digits reach 92% on the 400 held out (94.5% when
+    // written, on AVX2).
+    assert!(top1 >= 0.92, "validation top-1 {top1} after 4 epochs: {epochs:?}");
+    assert!(epochs[3]["train_loss"].as_f64().unwrap() < epochs[0]["train_loss"].as_f64().unwrap());
 
     let out = archc(&["eval", NETWORK, "--weights", w, "--data", DATA, "--split", "1600,400", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -83,7 +84,7 @@ fn bad_data_flags_and_files_exit_2_without_output() {
         (vec!["--data", "mnist:no/such/folder"], "no/such/folder"),
         (vec!["--data", "imagenet:x"], "bad data spec"),
         (vec!["--data", &cut], "truncated at byte 1000"),
-        (vec!["--data", DATA, "--lr", "-1"], "--lr must be in"),
+        (vec!["--data", DATA, "--lr=-1"], "--lr must be in"),
         (vec!["--data", DATA, "--split", "5000,5000"], "split"),
         (vec!["--data", "synthetic:10,3,32,32,64"], "takes [1, 28, 28] images"),
         (vec!["--data", DATA, "--schedule", "linear"], "bad schedule"),

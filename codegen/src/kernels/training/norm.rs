@@ -10,12 +10,7 @@ impl Lowering<'_> {
     /// Loops `body(f, planes, index, mask)` over channel `%t` of `values` (all of one shape), batch
     /// item by batch item, a vector of `lanes` elements at a time: `planes` are the values'
     /// planes, `mask` the valid lanes of a plane's last vector.
-    fn channel_vectors(
-        &mut self,
-        f: &mut Function,
-        values: &[Value],
-        body: &mut dyn FnMut(&mut Function, &[String], &str, Option<&str>),
-    ) {
+    fn channel_vectors(&mut self, f: &mut Function, values: &[Value], body: &mut VectorBody<'_>) {
         let shape = self.graph.shape(values[0]).clone();
         let (_, inner) = planes(&shape);
         let lanes = self.isa.lanes;
@@ -177,6 +172,9 @@ impl Lowering<'_> {
         });
     }
 }
+
+/// The body of a loop over a channel's vectors: `(f, planes, index, mask)`.
+type VectorBody<'a> = dyn FnMut(&mut Function, &[String], &str, Option<&str>) + 'a;
 
 /// Loads blob element `offset + %t` (a per-channel parameter).
 fn param(f: &mut Function, offset: usize) -> String {
