@@ -335,7 +335,7 @@ impl Lowering<'_> {
     /// `tile(rows, k, in_off, p_valid, a, bias, outs, residuals, out_off, m_valid)` computes
     /// `outs[r][out_off + j] = epilogue(bias[r] + sum_k a[k][r] rows[k][in_off + j])` for
     /// `r < m_valid`, `j < p_valid`.
-    fn tile(&mut self, steps: &[Step], rows: usize, vectors: usize) -> String {
+    pub(crate) fn tile(&mut self, steps: &[Step], rows: usize, vectors: usize) -> String {
         let key = (steps.to_vec(), rows, vectors);
         if let Some(name) = self.tiles.get(&key) {
             return name.clone();

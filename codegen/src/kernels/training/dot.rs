@@ -1,20 +1,17 @@
 //! The weight gradient of a 1x1 convolution, `dw[co, ci] = sum over items and pixels of
-//! dy[co] x[ci]`: a product whose operands both run along the pixels. A register tile of
-//! `DOT_ROWS` output channels by `DOT_COLS` input channels keeps one vector of partial sums
-//! per pair across the whole reduction, loading each plane's vector once per step, and sums
-//! the lanes at the end.
+//! dy[co] x[ci]`, on the GEMM micro-kernel: per batch item, `dy` is packed as the kernel's
+//! weights (`[group][tile][pixel][rows]`) and `x` transposed to pixel-major rows, so that the
+//! pixels become the reduction and the input channels the vector columns; the kernel's
+//! residual add accumulates each item's product into `dw`.
 
 use ir::{NodeId, Value};
 
-use crate::emit::{Function, Ty};
+use crate::emit::{Function, float};
+use crate::epilogue::Step;
 use crate::lower::{Lowering, planes};
 
-/// Output channels per tile.
-const DOT_ROWS: usize = 3;
-/// Input channels per tile: 3 x 3 partial sums and 6 loaded vectors fit AVX2's 16 registers.
-const DOT_COLS: usize = 3;
 /// Multiply-adds a task should hold.
-const TASK_MACS: usize = 1 << 20;
+const TASK_MACS: usize = 1 << 18;
 
 impl Lowering<'_> {
     /// `ConvGradWeight` of a 1x1 convolution with stride 1 and `groups` groups.
@@ -22,96 +19,105 @@ impl Lowering<'_> {
         let operands = self.graph.operands(id);
         let (x, dy) = (operands[0], operands[1]);
         let dw = Value { node: id, port: 0 };
-        let (cin_g, cout_g) =
-            (self.graph.shape(x).channels() / groups, self.graph.shape(dy).channels() / groups);
+        let (cin, cout) = (self.graph.shape(x).channels(), self.graph.shape(dy).channels());
+        let (k, m) = (cin / groups, cout / groups);
         let (batch, p) = (self.graph.shape(x).batch(), planes(self.graph.shape(x)).1);
-        let (row_tiles, col_tiles) = (cout_g.div_ceil(DOT_ROWS), cin_g.div_ceil(DOT_COLS));
-        let tiles = groups * row_tiles * col_tiles;
-        let per_task = (TASK_MACS / (DOT_ROWS * DOT_COLS * batch * p)).clamp(1, tiles);
-        let tasks = tiles.div_ceil(per_task);
-        let lanes = self.isa.lanes;
-        let ty = Ty::Vector(lanes);
-        let (whole, tail) = (p / lanes, p % lanes);
-        let tail_mask = (tail > 0).then(|| {
-            let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
-            format!("<{}>", bits.join(", "))
-        });
-        self.parallel(f, tasks, |l, f| {
-            let out = l.flat(f, dw);
-            let first = f.int("mul", "%t", per_task);
-            let left = f.int("sub", tiles, &first);
-            let count = f.umin(&left, per_task);
-            f.count(&count, |f, i| {
-                let tile = f.int("add", &first, i);
-                let ct = f.int("urem", &tile, col_tiles);
-                let rest = f.int("udiv", &tile, col_tiles);
-                let rt = f.int("urem", &rest, row_tiles);
-                let g = f.int("udiv", &rest, row_tiles);
-                // Rows and columns past the group's end repeat its last one, and are not stored.
-                let channels = |f: &mut Function, tile: &str, size: usize, per_group: usize| -> Vec<String> {
-                    (0..size)
-                        .map(|j| {
-                            let at = f.int("mul", tile, size);
-                            let at = f.int("add", &at, j);
-                            let within = f.umin(&at, per_group - 1);
-                            let base = f.int("mul", &g, per_group);
-                            f.int("add", &base, &within)
-                        })
-                        .collect()
-                };
-                let co = channels(f, &rt, DOT_ROWS, cout_g);
-                let ci = channels(f, &ct, DOT_COLS, cin_g);
-                let acc: Vec<Vec<String>> = (0..DOT_ROWS)
-                    .map(|_| (0..DOT_COLS).map(|_| f.slot(ty, "zeroinitializer")).collect())
-                    .collect();
-                f.count(batch, |f, n| {
-                    let ys: Vec<String> = co.iter().map(|c| l.plane(f, dy, c, n)).collect();
-                    let xs: Vec<String> = ci.iter().map(|c| l.plane(f, x, c, n)).collect();
-                    let step = |f: &mut Function, at: &str, mask: Option<&str>| {
-                        let a: Vec<String> = ys.iter().map(|y| f.load_ty(ty, y, at, mask)).collect();
-                        let b: Vec<String> = xs.iter().map(|x| f.load_ty(ty, x, at, mask)).collect();
-                        for (r, acc_r) in acc.iter().enumerate() {
-                            for (c, slot) in acc_r.iter().enumerate() {
-                                let t = ty.name();
-                                let s = f.let_("s", format!("load {t}, ptr {slot}"));
-                                let s = f.let_(
-                                    "s",
-                                    format!(
-                                        "call {t} @llvm.fmuladd.{}({t} {}, {t} {}, {t} {s})",
-                                        ty.suffix(),
-                                        a[r],
-                                        b[c]
-                                    ),
-                                );
-                                f.line(format!("store {t} {s}, ptr {slot}"));
-                            }
-                        }
-                    };
-                    f.count(whole, |f, v| {
-                        let at = f.int("mul", v, lanes);
-                        step(f, &at, None);
-                    });
-                    if let Some(mask) = &tail_mask {
-                        step(f, &(whole * lanes).to_string(), Some(mask));
-                    }
+        let (rows, vectors, lanes) = (self.isa.tile_rows, self.isa.tile_vectors, self.isa.lanes);
+        let cols = vectors * lanes;
+        let (m_tiles, k_tiles) = (m.div_ceil(rows), k.div_ceil(cols));
+        // Scratch floats: the transposed input `[p][cin]`, then the packed gradient.
+        let packed_at = p * cin;
+        let base = self.scratch_arena((packed_at + groups * m_tiles * p * rows) * 4);
+        let zeros = self.push(&vec![0.0; rows]);
+        let tile = self.tile(&[Step::AddResidual], rows, vectors);
+        let tiles = m_tiles * k_tiles;
+        let per_task = (TASK_MACS / (rows * cols * p)).clamp(1, tiles);
+        let chunks = tiles.div_ceil(per_task);
+        let out = self.flat(f, dw);
+        f.fill(&out, 0, cout * k, &float(0.0));
+        let scratch = f.let_("scratch", format!("getelementptr inbounds i8, ptr %arena, i64 {base}"));
+        f.count(batch, |f, n| {
+            // x^T: row `q` (a pixel) holds every input channel.
+            f.count(cin, |f, ci| {
+                let src = self.plane(f, x, ci, n);
+                f.count(p, |f, q| {
+                    let v = f.load(&src, q);
+                    let at = f.int("mul", q, cin);
+                    let at = f.int("add", &at, ci);
+                    f.store(&v, &scratch, &at);
                 });
-                for (r, acc_r) in acc.iter().enumerate() {
-                    for (c, slot) in acc_r.iter().enumerate() {
-                        let row = f.int("mul", &rt, DOT_ROWS);
-                        let row = f.int("add", &row, r);
-                        let col = f.int("mul", &ct, DOT_COLS);
-                        let col = f.int("add", &col, c);
-                        let in_rows = f.let_("ok", format!("icmp ult i64 {row}, {cout_g}"));
-                        let in_cols = f.let_("ok", format!("icmp ult i64 {col}, {cin_g}"));
-                        let ok = f.let_("ok", format!("and i1 {in_rows}, {in_cols}"));
-                        f.when(&ok, |f| {
-                            let sum = f.vector_sum(ty, slot);
-                            let at = f.int("mul", &co[r], cin_g);
-                            let at = f.int("add", &at, &col);
-                            f.store(&sum, &out, &at);
+            });
+            // dy packed as weights, group by group; rows past a group's end are zero.
+            f.count(groups * m_tiles * rows, |f, r| {
+                let (g, rest) = (f.int("udiv", r, m_tiles * rows), f.int("urem", r, m_tiles * rows));
+                let (mt, within) = (f.int("udiv", &rest, rows), f.int("urem", &rest, rows));
+                let tile_at = f.int("mul", &g, m_tiles);
+                let tile_at = f.int("add", &tile_at, &mt);
+                let tile_at = f.int("mul", &tile_at, p * rows);
+                let tile_at = f.int("add", &tile_at, packed_at);
+                let tile_at = f.int("add", &tile_at, &within);
+                let live = f.let_("live", format!("icmp ult i64 {rest}, {m}"));
+                let co = f.umin(&rest, m - 1);
+                let first = f.int("mul", &g, m);
+                let co = f.int("add", &co, &first);
+                let src = self.plane(f, dy, &co, n);
+                f.count(p, |f, q| {
+                    let v = f.load(&src, q);
+                    let v = f.let_("v", format!("select i1 {live}, float {v}, float 0.0"));
+                    let at = f.int("mul", q, rows);
+                    let at = f.int("add", &at, &tile_at);
+                    f.store(&v, &scratch, &at);
+                });
+            });
+            self.parallel(f, groups * chunks, |l, f| {
+                let scratch = f.let_("scratch", format!("getelementptr inbounds i8, ptr %arena, i64 {base}"));
+                let (g, chunk) = (f.int("udiv", "%t", chunks), f.int("urem", "%t", chunks));
+                let dw_base = l.flat(f, dw);
+                let inputs = f.pointer_array(p);
+                let group_cols = f.int("mul", &g, k);
+                f.count(p, |f, q| {
+                    let at = f.int("mul", q, cin);
+                    let row = f.float_at(&scratch, &at);
+                    let slot = f.pointer_at(&inputs, q);
+                    f.line(format!("store ptr {row}, ptr {slot}"));
+                });
+                let outs = f.pointer_array(rows);
+                let first = f.int("mul", &chunk, per_task);
+                f.count(per_task, |f, i| {
+                    let t = f.int("add", &first, i);
+                    let valid = f.let_("ok", format!("icmp ult i64 {t}, {tiles}"));
+                    f.when(&valid, |f| {
+                        let (mt, kt) = (f.int("udiv", &t, k_tiles), f.int("urem", &t, k_tiles));
+                        let m0 = f.int("mul", &mt, rows);
+                        let left = f.int("sub", m, &m0);
+                        let m_valid = f.umin(&left, rows);
+                        let k0 = f.int("mul", &kt, cols);
+                        let left = f.int("sub", k, &k0);
+                        let k_valid = f.umin(&left, cols);
+                        // Rows past the group's end point at its last row; the kernel stores none.
+                        f.count(rows, |f, r| {
+                            let within = f.int("add", &m0, r);
+                            let within = f.umin(&within, m - 1);
+                            let co = f.int("mul", &g, m);
+                            let co = f.int("add", &co, &within);
+                            let at = f.int("mul", &co, k);
+                            let row = f.float_at(&dw_base, &at);
+                            let slot = f.pointer_at(&outs, r);
+                            f.line(format!("store ptr {row}, ptr {slot}"));
                         });
-                    }
-                }
+                        let a = f.int("mul", &g, m_tiles);
+                        let a = f.int("add", &a, &mt);
+                        let a = f.int("mul", &a, p * rows);
+                        let a = f.int("add", &a, packed_at);
+                        let a = f.float_at(&scratch, &a);
+                        let bias = f.float_at("%w", &zeros.to_string());
+                        let in_off = f.int("add", &group_cols, &k0);
+                        f.line(format!(
+                            "call void {tile}(ptr {inputs}, i64 {p}, i64 {in_off}, i64 {k_valid}, ptr {a}, ptr {bias}, \
+                             ptr {outs}, ptr {outs}, i64 {k0}, i64 {m_valid})"
+                        ));
+                    });
+                });
             });
         });
     }
