@@ -37,7 +37,8 @@ impl CompiledTraining {
     pub fn compile(training: &Training, state: &Weights, llvm_level: u8) -> Result<CompiledTraining, Error> {
         let graph = &training.graph;
         state.check(graph).map_err(|e| Error::Unsupported(e.to_string()))?;
-        let plan = passes::plan::plan(graph, false);
+        // Channel views: the concats and splits of the forward and backward passes copy nothing.
+        let plan = passes::plan::plan(graph, true);
         let model = Reloadable::compile(graph, state, &plan, llvm_level)?;
         let offsets: Vec<(usize, usize)> = model
             .outputs()

@@ -234,6 +234,14 @@ impl<'a> Backward<'a> {
                     Op::BatchNorm { eps } => {
                         Op::Train(TrainOp::BatchNormTrain { eps: *eps, momentum: Float(self.bn_momentum) })
                     }
+                    // A shuffle is a permutation of channels: as a gather, the memory plan makes
+                    // it (and its gradient, the inverse gather) a view instead of a copy.
+                    Op::ChannelShuffle { groups } => {
+                        let c = node.outputs[0].channels();
+                        Op::Gather {
+                            channels: (0..c).map(|o| (o % groups) * (c / groups) + o / groups).collect(),
+                        }
+                    }
                     Op::Train(_) => {
                         return Err(Error {
                             node: node.name.clone(),

@@ -83,7 +83,8 @@ pub(super) fn backward(
                 b.pass_grad(k, &operands, &x, part)?;
             }
         }
-        Op::Gather { channels } => {
+        Op::Gather { .. } | Op::ChannelShuffle { .. } => {
+            let channels = permutation(&node.op, forward.shape(operands[0]).channels());
             let mut inverse = vec![usize::MAX; channels.len()];
             for (i, &c) in channels.iter().enumerate() {
                 if let Some(slot) = inverse.get_mut(c).filter(|s| **s == usize::MAX) {
@@ -96,19 +97,8 @@ pub(super) fn backward(
                         .into(),
                 ));
             }
-            b.grad_operand(
-                0,
-                &operands,
-                &x,
-                Op::Gather { channels: inverse },
-                &[dy],
-                &format!("{name}/grad"),
-            )?;
-        }
-        Op::ChannelShuffle { groups } => {
-            // Shuffling by c / g groups undoes shuffling by g.
-            let inverse = Op::ChannelShuffle { groups: item_dims(0)[0] / groups };
-            b.grad_operand(0, &operands, &x, inverse, &[dy], &format!("{name}/grad"))?;
+            let op = Op::Gather { channels: inverse };
+            b.grad_operand(0, &operands, &x, op, &[dy], &format!("{name}/grad"))?;
         }
         Op::MaxPool(pool) => {
             b.grad_operand(
@@ -227,5 +217,17 @@ impl Backward<'_> {
         let grad = self.op(op, args, &format!("{name}/grad_{}", kind.suffix()))?[0];
         self.param_grads.push((name.to_string(), kind, decays, grad));
         Ok(())
+    }
+}
+
+/// The input channel each output channel of a gather or a channel shuffle reads.
+pub(super) fn permutation(op: &Op, channels: usize) -> Vec<usize> {
+    match op {
+        Op::Gather { channels } => channels.clone(),
+        // Output channel `o` of a shuffle by `g` groups is input channel `(o % g) (c / g) + o / g`.
+        Op::ChannelShuffle { groups } => {
+            (0..channels).map(|o| (o % groups) * (channels / groups) + o / groups).collect()
+        }
+        _ => unreachable!("only gathers and shuffles permute channels"),
     }
 }

@@ -269,12 +269,10 @@ impl Lowering<'_> {
         let dx = Value { node: id, port: 0 };
         let xs = self.graph.shape(dx).dims().to_vec();
         let area = xs[2] * xs[3];
-        let src = self.flat(f, dy);
         f.count(xs[0], |f, n| {
             f.count(xs[1], |f, c| {
-                let item = f.int("mul", n, xs[1]);
-                let at = f.int("add", &item, c);
-                let g = f.load(&src, &at);
+                let src = self.plane(f, dy, c, n);
+                let g = f.load(&src, "0");
                 let v = f.let_("v", format!("fmul float {g}, {}", float(1.0 / area as f32)));
                 let p = self.plane(f, dx, c, n);
                 f.fill(&p, 0, area, &v);

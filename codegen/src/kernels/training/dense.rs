@@ -4,7 +4,7 @@
 
 use ir::{Activation, NodeId, Sgd, Value};
 
-use crate::emit::{Function, float};
+use crate::emit::{Function, Ty, float};
 use crate::lower::{Lowering, planes};
 
 impl Lowering<'_> {
@@ -86,44 +86,50 @@ impl Lowering<'_> {
         });
     }
 
-    /// `ActivationGrad`: `dy` times the activation's derivative at `x` (PyTorch's boundaries).
+    /// `ActivationGrad`: `dy` times the activation's derivative at `x` (PyTorch's
+    /// boundaries), one channel per task, in vectors; through channel planes, as a gradient can
+    /// be a view (the part of a concat's gradient).
     pub(super) fn activation_grad(&mut self, f: &mut Function, id: NodeId, activation: Activation) {
         let operands = self.graph.operands(id);
-        let numel = self.graph.shape(operands[0]).numel();
-        let (x, dy, dx) =
-            (self.flat(f, operands[0]), self.flat(f, operands[1]), self.flat(f, Value { node: id, port: 0 }));
-        let (zero, one) = (float(0.0), float(1.0));
-        f.count(numel, |f, i| {
-            let (v, g) = (f.load(&x, i), f.load(&dy, i));
-            let slope = match activation {
-                Activation::Relu => {
-                    let pos = f.let_("pos", format!("fcmp ogt float {v}, {zero}"));
-                    f.let_("d", format!("select i1 {pos}, float {one}, float {zero}"))
-                }
-                Activation::Relu6 => {
-                    let pos = f.let_("pos", format!("fcmp ogt float {v}, {zero}"));
-                    let low = f.let_("low", format!("fcmp olt float {v}, {}", float(6.0)));
-                    let both = f.let_("in", format!("and i1 {pos}, {low}"));
-                    f.let_("d", format!("select i1 {both}, float {one}, float {zero}"))
-                }
-                Activation::Hardswish => {
-                    let mid = f.fma(&v, &float(1.0 / 3.0), &float(0.5));
-                    let below = f.let_("lo", format!("fcmp olt float {v}, {}", float(-3.0)));
-                    let above = f.let_("hi", format!("fcmp ogt float {v}, {}", float(3.0)));
-                    let d = f.let_("d", format!("select i1 {above}, float {one}, float {mid}"));
-                    f.let_("d", format!("select i1 {below}, float {zero}, float {d}"))
-                }
-                Activation::Sigmoid => {
-                    let neg = f.let_("n", format!("fneg float {v}"));
-                    let e = f.let_("e", format!("call float @llvm.exp.f32(float {neg})"));
-                    let den = f.let_("den", format!("fadd float {e}, {one}"));
-                    let s = f.let_("s", format!("fdiv float {one}, {den}"));
-                    let rest = f.let_("r", format!("fsub float {one}, {s}"));
-                    f.let_("d", format!("fmul float {s}, {rest}"))
-                }
-            };
-            let r = f.let_("g", format!("fmul float {g}, {slope}"));
-            f.store(&r, &dx, i);
+        let values = [operands[0], operands[1], Value { node: id, port: 0 }];
+        let channels = self.graph.shape(operands[0]).channels();
+        let ty = Ty::Vector(self.isa.lanes);
+        let (t, i1) = (ty.name(), format!("<{} x i1>", self.isa.lanes));
+        let (zero, one) = (ty.constant(0.0), ty.constant(1.0));
+        self.parallel(f, channels, |l, f| {
+            l.channel_vectors(f, &values, &mut |f, ps, at, mask| {
+                let (v, g) = (f.load_ty(ty, &ps[0], at, mask), f.load_ty(ty, &ps[1], at, mask));
+                let slope = match activation {
+                    Activation::Relu => {
+                        let pos = f.let_("pos", format!("fcmp ogt {t} {v}, {zero}"));
+                        f.let_("d", format!("select {i1} {pos}, {t} {one}, {t} {zero}"))
+                    }
+                    Activation::Relu6 => {
+                        let pos = f.let_("pos", format!("fcmp ogt {t} {v}, {zero}"));
+                        let low = f.let_("low", format!("fcmp olt {t} {v}, {}", ty.constant(6.0)));
+                        let both = f.let_("in", format!("and {i1} {pos}, {low}"));
+                        f.let_("d", format!("select {i1} {both}, {t} {one}, {t} {zero}"))
+                    }
+                    Activation::Hardswish => {
+                        let third = f.let_("m", format!("fmul {t} {v}, {}", ty.constant(1.0 / 3.0)));
+                        let mid = f.let_("m", format!("fadd {t} {third}, {}", ty.constant(0.5)));
+                        let below = f.let_("lo", format!("fcmp olt {t} {v}, {}", ty.constant(-3.0)));
+                        let above = f.let_("hi", format!("fcmp ogt {t} {v}, {}", ty.constant(3.0)));
+                        let d = f.let_("d", format!("select {i1} {above}, {t} {one}, {t} {mid}"));
+                        f.let_("d", format!("select {i1} {below}, {t} {zero}, {t} {d}"))
+                    }
+                    Activation::Sigmoid => {
+                        let neg = f.let_("n", format!("fneg {t} {v}"));
+                        let e = f.let_("e", format!("call {t} @llvm.exp.{}({t} {neg})", ty.suffix()));
+                        let den = f.let_("den", format!("fadd {t} {e}, {one}"));
+                        let s = f.let_("s", format!("fdiv {t} {one}, {den}"));
+                        let rest = f.let_("r", format!("fsub {t} {one}, {s}"));
+                        f.let_("d", format!("fmul {t} {s}, {rest}"))
+                    }
+                };
+                let r = f.let_("g", format!("fmul {t} {g}, {slope}"));
+                f.store_ty(ty, &r, &ps[2], at, mask);
+            });
         });
     }
 
@@ -154,27 +160,31 @@ impl Lowering<'_> {
         });
     }
 
-    /// `LinearGradWeight`: `dw[o, i] = sum over n of dy[n, o] x[n, i]`.
+    /// `LinearGradWeight`: `dw[o, i] = sum over n of dy[n, o] x[n, i]`, `x` read by planes.
     pub(super) fn linear_grad_weight(&mut self, f: &mut Function, id: NodeId) {
         let operands = self.graph.operands(id);
         let (x, dy) = (operands[0], operands[1]);
         let dims = self.graph.shape(dy).dims().to_vec();
-        let features = self.graph.shape(x).item_numel();
-        let (xp, g, dw) = (self.flat(f, x), self.flat(f, dy), self.flat(f, Value { node: id, port: 0 }));
+        let (channels, inner) = planes(self.graph.shape(x));
+        let features = channels * inner;
+        let (g, dw) = (self.flat(f, dy), self.flat(f, Value { node: id, port: 0 }));
         f.fill(&dw, 0, dims[1] * features, &float(0.0));
-        f.count(dims[1], |f, o| {
-            let w_row = f.int("mul", o, features);
-            f.count(dims[0], |f, n| {
-                let gi = f.int("mul", n, dims[1]);
-                let gi = f.int("add", &gi, o);
-                let gv = f.load(&g, &gi);
-                let x_row = f.int("mul", n, features);
-                f.count(features, |f, i| {
-                    let wi = f.int("add", &w_row, i);
-                    let xi = f.int("add", &x_row, i);
-                    let (xv, old) = (f.load(&xp, &xi), f.load(&dw, &wi));
-                    let r = f.fma(&gv, &xv, &old);
-                    f.store(&r, &dw, &wi);
+        f.count(dims[0], |f, n| {
+            f.count(channels, |f, c| {
+                let xp = self.plane(f, x, c, n);
+                let feature = f.int("mul", c, inner);
+                f.count(dims[1], |f, o| {
+                    let gi = f.int("mul", n, dims[1]);
+                    let gi = f.int("add", &gi, o);
+                    let gv = f.load(&g, &gi);
+                    let w_row = f.int("mul", o, features);
+                    let w_row = f.int("add", &w_row, &feature);
+                    f.count(inner, |f, i| {
+                        let wi = f.int("add", &w_row, i);
+                        let (xv, old) = (f.load(&xp, i), f.load(&dw, &wi));
+                        let r = f.fma(&gv, &xv, &old);
+                        f.store(&r, &dw, &wi);
+                    });
                 });
             });
         });

@@ -2,8 +2,9 @@
 //! with reductions marked reassociable, which LLVM's loop vectorizer turns into vector code;
 //! the heavier ones split over channels on the thread pool.
 //!
-//! Training graphs are planned without views, so every value is one whole row-major buffer:
-//! per-channel and parameter-shaped values are addressed flat ([`Lowering::flat`]).
+//! Activations are read and written through channel planes, as views may place them;
+//! per-channel and parameter-shaped values, which no view makes, are addressed flat
+//! ([`Lowering::flat`]).
 
 mod conv;
 mod dense;
@@ -53,7 +54,7 @@ impl Lowering<'_> {
     pub fn flat(&mut self, f: &mut Function, v: Value) -> String {
         assert!(
             matches!(self.plan.placements[&v], Placement::Whole(_)),
-            "training graphs are planned without views"
+            "flat values are whole buffers: views only place activations"
         );
         self.plane(f, v, "0", "0")
     }

@@ -10,7 +10,7 @@ impl Lowering<'_> {
     /// Loops `body(f, planes, index, mask)` over channel `%t` of `values` (all of one shape), batch
     /// item by batch item, a vector of `lanes` elements at a time: `planes` are the values'
     /// planes, `mask` the valid lanes of a plane's last vector.
-    fn channel_vectors(&mut self, f: &mut Function, values: &[Value], body: &mut VectorBody<'_>) {
+    pub(super) fn channel_vectors(&mut self, f: &mut Function, values: &[Value], body: &mut VectorBody<'_>) {
         let shape = self.graph.shape(values[0]).clone();
         let (_, inner) = planes(&shape);
         let lanes = self.isa.lanes;
