@@ -104,6 +104,15 @@ impl Function {
         self.let_("in", format!("and i1 {in_y}, {in_x}"))
     }
 
+    /// `*slot = a * b + *slot` on an accumulator of type `ty`, as one fused multiply-add.
+    pub fn fma_into(&mut self, ty: Ty, slot: &str, a: &str, b: &str) {
+        let t = ty.name();
+        let old = self.let_("s", format!("load {t}, ptr {slot}"));
+        let sum =
+            self.let_("s", format!("call {t} @llvm.fmuladd.{}({t} {a}, {t} {b}, {t} {old})", ty.suffix()));
+        self.line(format!("store {t} {sum}, ptr {slot}"));
+    }
+
     /// `*slot += v` on an accumulator of type `ty`.
     pub fn add_vector(&mut self, ty: Ty, slot: &str, v: &str) {
         let t = ty.name();

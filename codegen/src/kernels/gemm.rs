@@ -380,16 +380,7 @@ impl Lowering<'_> {
                         let w = f.load("%a", &at);
                         let w = f.splat(&w, lanes);
                         for (x, slot) in xs.iter().zip(acc_r) {
-                            let t = ty.name();
-                            let sum = f.let_("s", format!("load {t}, ptr {slot}"));
-                            let sum = f.let_(
-                                "s",
-                                format!(
-                                    "call {t} @llvm.fmuladd.{}({t} {w}, {t} {x}, {t} {sum})",
-                                    ty.suffix()
-                                ),
-                            );
-                            f.line(format!("store {t} {sum}, ptr {slot}"));
+                            f.fma_into(ty, slot, &w, x);
                         }
                     }
                 });

@@ -190,16 +190,7 @@ impl Lowering<'_> {
                             window.tap(f, ky, kx, lanes, &mut |f, xi, yi, mask| {
                                 // Masked loads give zeros past the row's end: they add nothing.
                                 let (a, b) = (f.load_ty(ty, &yp, yi, mask), f.load_ty(ty, &xp, xi, mask));
-                                let t = ty.name();
-                                let old = f.let_("a", format!("load {t}, ptr {acc}"));
-                                let s = f.let_(
-                                    "s",
-                                    format!(
-                                        "call {t} @llvm.fmuladd.{}({t} {a}, {t} {b}, {t} {old})",
-                                        ty.suffix()
-                                    ),
-                                );
-                                f.line(format!("store {t} {s}, ptr {acc}"));
+                                f.fma_into(ty, &acc, &a, &b);
                             });
                         });
                         let row = f.int("mul", "%t", cin_g);
