@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub use lower::{Lowered, StepInfo, lower};
 pub use reload::Reloadable;
 pub use target::{HostTarget, Isa, TARGET_NAMES, Target, host_target};
-pub use train::{CompiledTraining, StepResult};
+pub use train::{CompiledTraining, Probe, StepResult};
 
 /// What can go wrong while compiling.
 #[derive(Debug, thiserror::Error)]

@@ -108,6 +108,11 @@ impl Reloadable {
         self.layout.get(name).map(|(offset, shape)| (*offset, shape.iter().product()))
     }
 
+    /// The shape of parameter `name`.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.layout.get(name).map(|(_, shape)| shape.as_slice())
+    }
+
     /// Replaces the parameters (every one the graph needs) for the next runs.
     pub fn set_weights(&mut self, weights: &Weights) {
         let flat = self.flatten(weights);

@@ -17,6 +17,9 @@ pub struct CompiledTraining {
     /// Offsets and lengths of the loss and the logits in the outputs.
     loss: (usize, usize),
     logits: (usize, usize),
+    /// Names and output spans of the parameter gradients, and the input gradient's span.
+    gradients: Vec<(String, (usize, usize))>,
+    input_gradient: Option<(usize, usize)>,
     input: Vec<f32>,
     output: Vec<f32>,
     batch: usize,
@@ -64,6 +67,12 @@ impl CompiledTraining {
             write_back,
             loss: offsets[training.loss],
             logits: offsets[training.logits],
+            gradients: training
+                .gradients
+                .iter()
+                .map(|(name, index)| (name.clone(), offsets[*index]))
+                .collect(),
+            input_gradient: training.input_gradient.map(|index| offsets[index]),
             input: vec![0.0; total(model.inputs())],
             output: vec![0.0; total(model.outputs())],
             batch: model.inputs()[0][0],
@@ -84,6 +93,27 @@ impl CompiledTraining {
     /// Runs one step on `images` (NCHW, the compiled batch) with class `labels` and learning
     /// rate `lr`: forward, backward, SGD; the state is updated in place.
     pub fn step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> StepResult {
+        self.run(images, labels, lr);
+        for &(from, to, len) in &self.write_back {
+            self.state[to..to + len].copy_from_slice(&self.output[from..from + len]);
+        }
+        self.result(labels)
+    }
+
+    /// Runs the step's forward and backward passes on a batch without changing the state
+    /// (learning rate 0, nothing written back): the gradients at the current weights.
+    pub fn probe(&mut self, images: &[f32], labels: &[u32]) -> Probe {
+        self.run(images, labels, 0.0);
+        let span = |(at, len): (usize, usize)| self.output[at..at + len].to_vec();
+        let mut gradients = Weights::default();
+        for (name, at) in &self.gradients {
+            let shape = self.model.shape(name).expect("gradients are named after parameters");
+            gradients.insert(name.clone(), ir::Tensor::new(shape, span(*at)));
+        }
+        Probe { step: self.result(labels), gradients, input_gradient: self.input_gradient.map(span) }
+    }
+
+    fn run(&mut self, images: &[f32], labels: &[u32], lr: f32) {
         assert_eq!(labels.len(), self.batch, "one label per item");
         assert_eq!(images.len() + labels.len() + 1, self.input.len(), "images of the compiled shape");
         self.input[..images.len()].copy_from_slice(images);
@@ -93,9 +123,10 @@ impl CompiledTraining {
         *self.input.last_mut().expect("the learning rate") = lr;
         self.model.load_flat(&self.state);
         self.model.model().run_into(&self.input, &mut self.output);
-        for &(from, to, len) in &self.write_back {
-            self.state[to..to + len].copy_from_slice(&self.output[from..from + len]);
-        }
+    }
+
+    /// The loss and the correct count of the outputs of the last run.
+    fn result(&self, labels: &[u32]) -> StepResult {
         let (at, len) = self.loss;
         let loss = self.output[at..at + len].iter().sum::<f32>() / len as f32;
         let (at, len) = self.logits;
@@ -112,6 +143,17 @@ impl CompiledTraining {
     pub fn state(&self) -> Weights {
         self.model.unflatten(&self.state)
     }
+}
+
+/// What a [`CompiledTraining::probe`] measured.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// The batch's loss and correct count.
+    pub step: StepResult,
+    /// The loss's gradient with respect to every trainable parameter.
+    pub gradients: Weights,
+    /// The gradient with respect to the input images, when the training graph has it.
+    pub input_gradient: Option<Vec<f32>>,
 }
 
 /// The index of the largest value (the first, on ties).

@@ -146,3 +146,37 @@ fn mnist_shufflenet_step_matches_the_interpreter() {
     let forward = ir::from_ron_file(&path, &BuildOptions { batch: BATCH, overrides: Vec::new() }).unwrap();
     compare("mnist_shufflenet_v2_x0_5", &forward, 1, 2, Tolerance::Overall);
 }
+
+/// A probe returns the interpreter's gradients (of the parameters and of the input) and leaves
+/// the state as it was, momentum buffers and running statistics included.
+#[test]
+fn probe_measures_gradients_and_changes_nothing() {
+    let options = TrainOptions { input_gradient: true, ..TrainOptions::default() };
+    for &(name, [c, h, w], body) in CASES {
+        let forward = network(c, [h, w], body);
+        let t = training_graph(&forward, &options).unwrap();
+        let state = t.initial_state(&random_weights(&forward, 7));
+        let mut compiled = CompiledTraining::compile(&t, &state, 0).unwrap();
+        let shape = forward.node(forward.inputs()[0]).outputs[0].dims().to_vec();
+        let x = random_input(&shape, 11);
+        let labels: Vec<u32> = (0..BATCH as u32).map(|i| (i + 2) % 5).collect();
+        let label_tensor = Tensor::new(&[BATCH, 1], labels.iter().map(|&l| l as f32).collect());
+        let out =
+            ir::eval::eval(&t.graph, &state, &[x.clone(), label_tensor, Tensor::new(&[1, 1], vec![0.0])])
+                .unwrap();
+        let before = compiled.state();
+        let probe = compiled.probe(&x.data, &labels);
+        assert_eq!(compiled.state(), before, "{name}: a probe changed the state");
+        assert_eq!(probe.gradients.iter().count(), t.gradients.len(), "{name}");
+        let close = |what: &str, got: &[f32], want: &[f32]| {
+            let scale = want.iter().fold(1e-2f32, |m, v| m.max(v.abs()));
+            let diff = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff <= 1e-4 * scale, "{name}: {what} off by {diff:.1e} (largest {scale:.1e})");
+        };
+        for (param, index) in &t.gradients {
+            close(param, &probe.gradients.get(param).unwrap().data, &out[*index].data);
+        }
+        let input = probe.input_gradient.expect("asked for");
+        close("input gradient", &input, &out[t.input_gradient.unwrap()].data);
+    }
+}

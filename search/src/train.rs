@@ -9,6 +9,7 @@ use passes::autodiff::{SgdOptions, TrainOptions, training_graph};
 
 use crate::data::{Augment, Batches, Dataset};
 use crate::evaluate::{Accuracy, Evaluator, Network, check_fits};
+use crate::proxies::Proxies;
 use crate::{Error, Result, Schedule};
 
 /// How to train.
@@ -34,6 +35,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Threads of the compiled step and evaluation.
     pub threads: usize,
+    /// Whether to measure the zero-cost proxies on the first batch before training.
+    pub proxies: bool,
 }
 
 impl Default for TrainConfig {
@@ -49,6 +52,7 @@ impl Default for TrainConfig {
             augment: Augment::NONE,
             seed: 0,
             threads: 1,
+            proxies: false,
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Trained {
     pub epochs: Vec<EpochLog>,
     /// Seconds spent compiling the training step.
     pub compile_seconds: f64,
+    /// The zero-cost proxies at the initial weights, when asked for.
+    pub proxies: Option<Proxies>,
 }
 
 /// Trains `network` from `initial` on `train`, validating on `validation` after each epoch.
@@ -128,7 +134,8 @@ pub fn train(
         label_smoothing: config.label_smoothing,
         bn_momentum: 0.1,
         optimizer: Some(config.sgd),
-        input_gradient: false,
+        // jacob_cov reads the input gradient.
+        input_gradient: config.proxies,
     };
     let training = training_graph(&forward, &options).map_err(|e| fail(e.to_string()))?;
     let start = Instant::now();
@@ -142,6 +149,13 @@ pub fn train(
         None => None,
     };
     let compile_seconds = start.elapsed().as_secs_f64();
+    let proxies = config.proxies.then(|| {
+        let first = Batches::new(train, config.batch, config.seed, 0, config.augment)
+            .drop_last(true)
+            .next()
+            .expect("at least one batch, checked above");
+        crate::proxies::proxies(initial, &compiled.probe(&first.images, &first.labels), config.batch)
+    });
     let network_weights = |compiled: &codegen::CompiledTraining| {
         let state = compiled.state();
         let mut weights = Weights::default();
@@ -202,5 +216,5 @@ pub fn train(
         on_epoch(&log);
         epochs.push(log);
     }
-    Ok(Trained { weights: network_weights(&compiled), epochs, compile_seconds })
+    Ok(Trained { weights: network_weights(&compiled), epochs, compile_seconds, proxies })
 }

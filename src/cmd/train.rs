@@ -87,6 +87,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         augment: args.augment,
         seed: args.seed,
         threads: args.threads as usize,
+        proxies: false,
     };
     let mut log = match &args.log {
         Some(path) => Some(

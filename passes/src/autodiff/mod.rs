@@ -82,7 +82,9 @@ pub struct Training {
     /// Tensors a step replaces in the weights: `(name, output index)`. The new parameters and
     /// momentum buffers (with an optimizer) and the batch norms' running statistics.
     pub state: Vec<(String, usize)>,
-    /// Gradients of the trainable parameters: `(name, output index)`; without an optimizer only.
+    /// Gradients of the trainable parameters: `(name, output index)`. With an optimizer too: a
+    /// step at learning rate 0 then measures them without changing the weights (the search's
+    /// zero-cost proxies).
     pub gradients: Vec<(String, usize)>,
     /// Output index of the gradient with respect to the input, when asked for.
     pub input_gradient: Option<usize>,
@@ -145,7 +147,11 @@ pub fn training_graph(forward: &Graph, options: &TrainOptions) -> Result<Trainin
     };
     let mut state: Vec<(String, usize)> =
         b.running_stats.iter().map(|(name, &v)| (name.clone(), output(v))).collect();
-    let mut gradients = Vec::new();
+    let gradients: Vec<(String, usize)> = b
+        .param_grads
+        .iter()
+        .map(|(node, kind, _, grad)| (format!("{node}.{}", kind.suffix()), output(*grad)))
+        .collect();
     if let Some(sgd) = options.optimizer {
         let lr = b.input("lr", vec![1, 1]);
         for (node, kind, decays, grad) in std::mem::take(&mut b.param_grads) {
@@ -158,10 +164,6 @@ pub fn training_graph(forward: &Graph, options: &TrainOptions) -> Result<Trainin
             let new = b.op(op, &[grad, lr], &node)?;
             state.push((format!("{node}.{}", kind.suffix()), output(new[0])));
             state.push((format!("{node}.{}", kind.momentum_suffix()), output(new[1])));
-        }
-    } else {
-        for (node, kind, _, grad) in &b.param_grads {
-            gradients.push((format!("{node}.{}", kind.suffix()), output(*grad)));
         }
     }
     let input_gradient = b.input_grad.map(&mut output);
