@@ -122,6 +122,23 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A training recipe (a search space's `training`) has a value out of range.
+    #[error("bad training recipe: {message}")]
+    Recipe {
+        /// What is wrong.
+        message: String,
+    },
+    /// A search journal has a line that is not an event (other than a last line cut short
+    /// by a crash, which is dropped), or belongs to another search than the one resumed.
+    #[error("{path}:{line}: {message}")]
+    Journal {
+        /// The journal file.
+        path: String,
+        /// The 1-based line (0 when the file as a whole is at fault).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The `search` crate's result type.

@@ -4,15 +4,18 @@
 //! reproduces the ShuffleNet V2 paper's controlled experiments.
 #![warn(missing_docs)]
 
+pub mod candidate;
 pub mod data;
 mod error;
 pub mod evaluate;
 mod fingerprint;
 pub mod guidelines;
+pub mod journal;
 pub mod measure;
 pub mod proxies;
 mod schedule;
 pub mod train;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint};

@@ -25,6 +25,24 @@ impl Augment {
     }
 }
 
+/// `none`, `cifar` (pad 4, crop, flip) or `shift:N` (pad N and crop, no flip).
+impl std::str::FromStr for Augment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Augment, String> {
+        match s {
+            "none" => Ok(Augment::NONE),
+            "cifar" => Ok(Augment::CIFAR),
+            _ => s
+                .strip_prefix("shift:")
+                .and_then(|n| n.parse().ok())
+                .filter(|&pad| (1..=16).contains(&pad))
+                .map(|pad| Augment { pad, flip: false })
+                .ok_or_else(|| format!("expected none, cifar or shift:N (N from 1 to 16), got `{s}`")),
+        }
+    }
+}
+
 /// Writes into `dst` the image `src` (`shape` = `[c, h, w]`) shifted by `(dy, dx)` and then,
 /// if `flip`, mirrored: `dst[c][y][x] = src[c][y + dy][x' + dx]` with `x' = w - 1 - x` when
 /// flipping (else `x`), and 0 where that falls outside `src`. A crop at offset `(oy, ox)` of
