@@ -122,6 +122,12 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The search report's front plot could not be drawn (plotters failed to lay it out).
+    #[error("drawing the front plot: {message}")]
+    Plot {
+        /// What failed.
+        message: String,
+    },
 }
 
 /// The `search` crate's result type.

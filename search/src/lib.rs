@@ -10,6 +10,7 @@ pub mod evaluate;
 mod fingerprint;
 pub mod guidelines;
 pub mod measure;
+pub mod report;
 mod schedule;
 pub mod train;
 
