@@ -139,6 +139,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The search report's front plot could not be drawn (plotters failed to lay it out).
+    #[error("drawing the front plot: {message}")]
+    Plot {
+        /// What failed.
+        message: String,
+    },
 }
 
 /// The `search` crate's result type.

@@ -13,6 +13,7 @@ pub mod guidelines;
 pub mod journal;
 pub mod measure;
 pub mod proxies;
+pub mod report;
 mod schedule;
 pub mod train;
 pub mod worker;
