@@ -1,7 +1,8 @@
 //! archc's architecture search: search spaces, strategies, measurement, training, the
 //! journal and reports. Results are keyed by where they were measured, see [`fingerprint`];
 //! training data comes from [`data`]; every latency is taken by [`measure`]. [`guidelines`]
-//! reproduces the ShuffleNet V2 paper's controlled experiments.
+//! reproduces the ShuffleNet V2 paper's controlled experiments. [`strategy`] proposes the
+//! candidates and holds the Pareto utilities.
 #![warn(missing_docs)]
 
 pub mod candidate;
@@ -15,6 +16,7 @@ pub mod measure;
 pub mod proxies;
 pub mod report;
 mod schedule;
+pub mod strategy;
 pub mod train;
 pub mod worker;
 
