@@ -1,7 +1,8 @@
 //! archc's architecture search: search spaces, strategies, measurement, training, the
 //! journal and reports. Results are keyed by where they were measured, see [`fingerprint`];
 //! training data comes from [`data`]; every latency is taken by [`measure`]. [`guidelines`]
-//! reproduces the ShuffleNet V2 paper's controlled experiments.
+//! reproduces the ShuffleNet V2 paper's controlled experiments. A [`space::Space`] is a network
+//! template with choice points, read from `zoo/spaces/*.ron`.
 #![warn(missing_docs)]
 
 pub mod data;
@@ -11,6 +12,7 @@ mod fingerprint;
 pub mod guidelines;
 pub mod measure;
 mod schedule;
+pub mod space;
 pub mod train;
 
 pub use error::{Error, Result};

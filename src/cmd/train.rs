@@ -50,7 +50,7 @@ pub struct Args {
     /// Augmentation of the training images: none, cifar (random crops of the image padded by
     /// 4 pixels, and horizontal flips) or shift:N (random crops of the image padded by N pixels:
     /// shifts, for digits).
-    #[arg(long, default_value = "none", value_parser = parse_augment)]
+    #[arg(long, default_value = "none")]
     augment: Augment,
     /// Threads of the compiled step.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -136,19 +136,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     trained.weights.save(&args.output)?;
     Ok(())
-}
-
-fn parse_augment(s: &str) -> Result<Augment, String> {
-    match s {
-        "none" => Ok(Augment::NONE),
-        "cifar" => Ok(Augment::CIFAR),
-        _ => s
-            .strip_prefix("shift:")
-            .and_then(|n| n.parse().ok())
-            .filter(|&pad| (1..=16).contains(&pad))
-            .map(|pad| Augment { pad, flip: false })
-            .ok_or_else(|| format!("expected none, cifar or shift:N (N from 1 to 16), got `{s}`")),
-    }
 }
 
 /// Checks that flag `name` lies in `[lo, hi]`.

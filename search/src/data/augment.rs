@@ -3,6 +3,10 @@
 //! `RandomHorizontalFlip()`). It works on normalized images, so the padding is 0 after
 //! normalization: the data set's mean colour rather than black.
 
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
 /// Which augmentations to apply to each training image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Augment {
@@ -22,6 +26,28 @@ impl Augment {
     /// Whether this changes nothing.
     pub fn is_none(&self) -> bool {
         *self == Augment::NONE
+    }
+}
+
+impl FromStr for Augment {
+    type Err = Error;
+
+    /// `none`, `cifar` or `shift:N` (crops of the image padded by N pixels, N from 1 to 16:
+    /// shifts without flips, for digits).
+    fn from_str(s: &str) -> Result<Augment> {
+        match s {
+            "none" => Ok(Augment::NONE),
+            "cifar" => Ok(Augment::CIFAR),
+            _ => s
+                .strip_prefix("shift:")
+                .and_then(|n| n.parse().ok())
+                .filter(|&pad| (1..=16).contains(&pad))
+                .map(|pad| Augment { pad, flip: false })
+                .ok_or_else(|| Error::Augment {
+                    spec: s.to_string(),
+                    message: "expected none, cifar or shift:N (N from 1 to 16)".to_string(),
+                }),
+        }
     }
 }
 
