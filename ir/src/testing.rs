@@ -577,13 +577,17 @@ fn fnv(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Every network file of the repository's zoo (`zoo/**/*.ron`), sorted.
+/// Every network file of the repository's zoo (`zoo/**/*.ron`), sorted, skipping `spaces/`
+/// as `archc zoo` does: search spaces are not networks, and their templates are checked when
+/// the spaces load (`search/tests/space.rs`).
 pub fn zoo_networks() -> Vec<std::path::PathBuf> {
     fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("the zoo is readable") {
             let path = entry.expect("the zoo is readable").path();
             if path.is_dir() {
-                walk(&path, files);
+                if path.file_name().is_some_and(|n| n != "spaces") {
+                    walk(&path, files);
+                }
             } else if path.extension().is_some_and(|e| e == "ron") {
                 files.push(path);
             }

@@ -90,7 +90,7 @@ impl Recipe {
                 weight_decay: self.weight_decay,
             },
             label_smoothing: self.label_smoothing,
-            augment: self.augment.parse::<Augment>().map_err(bad)?,
+            augment: self.augment.parse::<Augment>()?,
             seed: self.seed,
             threads,
             proxies,

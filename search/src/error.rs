@@ -113,6 +113,45 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An augmentation (`--augment`, or `augment:` in a search space) does not parse.
+    #[error("bad augmentation `{spec}`: {message}")]
+    Augment {
+        /// The augmentation as given.
+        spec: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A search space file is malformed, or does not fit its network: a choice names no
+    /// parameter of the network, has no options, or has a different length than the list it
+    /// sets; the network or a baseline is missing; a default does not parse; or the network
+    /// does not build with its defaults or with the first option of every choice.
+    #[error("{location}: {message}")]
+    Space {
+        /// Where in the space file.
+        location: ir::Location,
+        /// What is wrong.
+        message: String,
+    },
+    /// A genome does not fit its space: it has the wrong number of genes, or a gene is not
+    /// below its number of options. A strategy that made it has a bug.
+    #[error("space `{space}`: {message}")]
+    Genome {
+        /// The space's name.
+        space: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A space's network does not build with the choices of a genome (channels that do not
+    /// divide, a feature map that shrinks to nothing). The search scores it and goes on.
+    #[error("space `{space}` with {choices}: {source}")]
+    Build {
+        /// The space's name.
+        space: String,
+        /// The genome's choices, `name=value` separated by spaces.
+        choices: String,
+        /// Why it does not build (boxed: `ir::Error` is large, and this variant is rare).
+        source: Box<ir::Error>,
+    },
     /// A network cannot be trained or evaluated on a data set: its autodiff, compilation or
     /// shapes fail (logits that are not `[n, classes]`, images of another size).
     #[error("{network}: {message}")]

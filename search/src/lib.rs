@@ -1,8 +1,9 @@
 //! archc's architecture search: search spaces, strategies, measurement, training, the
 //! journal and reports. Results are keyed by where they were measured, see [`fingerprint`];
 //! training data comes from [`data`]; every latency is taken by [`measure`]. [`guidelines`]
-//! reproduces the ShuffleNet V2 paper's controlled experiments. [`strategy`] proposes the
-//! candidates and holds the Pareto utilities.
+//! reproduces the ShuffleNet V2 paper's controlled experiments. A [`space::Space`] is a network
+//! template with choice points, read from `zoo/spaces/*.ron`; [`strategy`] proposes candidates
+//! from it and holds the Pareto utilities; [`driver`] runs the search loop.
 #![warn(missing_docs)]
 
 pub mod candidate;
@@ -16,6 +17,7 @@ pub mod measure;
 pub mod proxies;
 pub mod report;
 mod schedule;
+pub mod space;
 pub mod strategy;
 pub mod train;
 pub mod worker;

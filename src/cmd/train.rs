@@ -50,7 +50,7 @@ pub struct Args {
     /// Augmentation of the training images: none, cifar (random crops of the image padded by
     /// 4 pixels, and horizontal flips) or shift:N (random crops of the image padded by N pixels:
     /// shifts, for digits).
-    #[arg(long, default_value = "none", value_parser = str::parse::<Augment>)]
+    #[arg(long, default_value = "none")]
     augment: Augment,
     /// Threads of the compiled step.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]

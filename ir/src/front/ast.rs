@@ -163,7 +163,11 @@ pub enum Statement {
 /// language. The text is kept for error messages.
 #[derive(Debug, Clone)]
 pub struct Expression {
+    /// The parsed expression.
     pub expr: Expr,
+    /// Its text in the expression language (a RON list `[1, 2]` reads `[1, 2]`, a RON real
+    /// `1.0` reads `1.0`), which parses back to `expr`, so it can be passed on as a `--set`
+    /// override.
     pub text: String,
 }
 
@@ -202,7 +206,9 @@ impl<'de> Visitor<'de> for ExpressionVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Expression, E> {
-        Self::lit(Value::Float(v))
+        // `1.0` must not read back as the whole number `1`: whole reals keep a decimal point.
+        let text = if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.1}") } else { v.to_string() };
+        Ok(Expression { expr: Expr::Lit(Value::Float(v)), text })
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Expression, E> {

@@ -121,7 +121,7 @@ pub fn expand(network: &Network, source: SourceMap, options: &BuildOptions) -> R
 }
 
 /// Evaluates the network's parameters (with `--set` overrides) in dependency order.
-fn eval_params(
+pub fn eval_params(
     network: &Network,
     source: &SourceMap,
     options: &BuildOptions,

@@ -1,11 +1,13 @@
-//! Maps a path through the RON document (`body[3].out`) back to its line and column.
+//! Maps a path through a RON document (`body[3].out`) back to its line and column, and to
+//! the span of text its value occupies.
 //!
 //! `ron` deserializes without spans, so after it has accepted a file, this module scans the
-//! same text once for the structure of its values: where each value starts, and which field,
-//! map key or list index leads to it. Semantic errors found later (an unknown block, channels
+//! same text once for the structure of its values: where each value starts and ends, and
+//! which field, map key or list index leads to it. Semantic errors found later (an unknown block, channels
 //! that do not add up) then point at the statement or field that caused them. The scanner
 //! only runs on text `ron` has already parsed, so it may be lenient about malformed input.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::Location;
@@ -19,10 +21,11 @@ pub enum Seg {
     Index(usize),
 }
 
-/// Where every value of a document starts.
+/// Where every value of a document starts and ends (byte offsets, the end exclusive).
 #[derive(Debug)]
 struct Node {
     start: usize,
+    end: usize,
     kids: Vec<(Seg, Node)>,
 }
 
@@ -52,6 +55,15 @@ impl SourceMap {
             }
         }
         location_of(&self.file, &self.text, node.start)
+    }
+
+    /// The byte range of the value at `path` (comments around it excluded), if it exists.
+    pub fn span(&self, path: &[Seg]) -> Option<Range<usize>> {
+        let mut node = &self.root;
+        for seg in path {
+            node = &node.kids.iter().find(|(s, _)| s == seg)?.1;
+        }
+        Some(node.start..node.end)
     }
 }
 
@@ -207,15 +219,20 @@ impl Scanner<'_> {
                     // followed directly by a sign in valid RON except inside a number.
                     self.pos += 1;
                 }
+                // A struct or variant name may be followed by its parenthesized fields; a
+                // plain value ends before the trivia that follows it.
+                let end = self.pos;
                 self.skip_trivia();
                 if self.peek() == Some(b'(') {
                     self.pos += 1;
                     kids = self.items(b')');
+                } else {
+                    self.pos = end;
                 }
             }
             _ => self.pos += 1,
         }
-        Node { start, kids }
+        Node { start, end: self.pos, kids }
     }
 
     /// Comma-separated items up to `close`; `name: value` items are fields.
@@ -311,5 +328,20 @@ mod tests {
         assert_eq!(at(&[key("body"), Seg::Index(1), key("out")]), (6, 15));
         // A missing step falls back to the deepest ancestor.
         assert_eq!(at(&[key("body"), Seg::Index(1), key("kernel")]), (6, 5));
+    }
+
+    #[test]
+    fn spans_cover_values_without_surrounding_trivia() {
+        let text =
+            "Network(name: \"n\" /* c */, params: {\"c\": [1, 2] , \"w\": 1e-5}, body: [Relu, Conv(out: 4)])";
+        let map = SourceMap::new("f.ron".into(), text);
+        let span = |path: &[Seg]| map.span(path).map(|r| &text[r]);
+        let key = |k: &str| Seg::Key(k.to_string());
+        assert_eq!(span(&[key("name")]), Some("\"n\""));
+        assert_eq!(span(&[key("params"), key("c")]), Some("[1, 2]"));
+        assert_eq!(span(&[key("params"), key("w")]), Some("1e-5"));
+        assert_eq!(span(&[key("body"), Seg::Index(0)]), Some("Relu"));
+        assert_eq!(span(&[key("body"), Seg::Index(1)]), Some("Conv(out: 4)"));
+        assert_eq!(span(&[key("params"), key("missing")]), None);
     }
 }

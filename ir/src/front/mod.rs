@@ -5,12 +5,17 @@ mod ast;
 mod expand;
 pub mod expr;
 mod locate;
+mod rewrite;
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+
 use crate::{Error, Graph, Result};
 
-pub use locate::location_of;
+pub use ast::Expression;
+pub use locate::{Seg, SourceMap, location_of};
+pub use rewrite::with_params;
 
 /// Choices made when a network file is instantiated.
 #[derive(Clone, Debug)]
@@ -40,8 +45,24 @@ impl Default for BuildOptions {
 /// ```
 pub fn from_ron_str(text: &str, file: &str, options: &BuildOptions) -> Result<Graph> {
     let file: Arc<str> = file.into();
-    let network = parse(text, &file)?;
-    expand::expand(&network, locate::SourceMap::new(file, text), options)
+    let network: ast::Network = parse_ron(text, &file)?;
+    expand::expand(&network, SourceMap::new(file, text), options)
+}
+
+/// The values of the network's parameters in `text`, after `options.overrides`, in the
+/// order they were settled (each after the parameters it uses).
+///
+/// ```
+/// let text = r#"Network(name: "n", input: Image(channels: 1, height: 4, width: 4),
+///     params: {"c": "2 * w", "w": [8, 16]}, body: [Relu])"#;
+/// let params = ir::front::parameters(text, "n.ron", &ir::BuildOptions::default()).unwrap();
+/// assert_eq!(params[1].0, "c");
+/// assert_eq!(params[1].1.to_string(), "[16, 32]");
+/// ```
+pub fn parameters(text: &str, file: &str, options: &BuildOptions) -> Result<Vec<(String, expr::Value)>> {
+    let file: Arc<str> = file.into();
+    let network: ast::Network = parse_ron(text, &file)?;
+    expand::eval_params(&network, &SourceMap::new(file, text), options)
 }
 
 /// Reads and builds the network file at `path`.
@@ -51,7 +72,10 @@ pub fn from_ron_file(path: &std::path::Path, options: &BuildOptions) -> Result<G
     from_ron_str(&text, &shown, options)
 }
 
-fn parse(text: &str, file: &Arc<str>) -> Result<ast::Network> {
+/// Deserializes RON text, with the network files' extensions and with errors as
+/// `file:line:col: message` ([`Error::Source`]). Other RON formats of archc (search spaces)
+/// read their files with it, and locate later errors with a [`SourceMap`] of the same text.
+pub fn parse_ron<T: DeserializeOwned>(text: &str, file: &str) -> Result<T> {
     let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
     options.from_str(text).map_err(|e| {
         // `ron` starts some spans (trailing characters, an unexpected end) at the whitespace or
@@ -62,7 +86,7 @@ fn parse(text: &str, file: &Arc<str>) -> Result<ast::Network> {
             ron::Error::UnclosedBlockComment => text[..start].rfind("/*").unwrap_or(start),
             _ => locate::skip_trivia(text, start),
         };
-        let location = location_of(file, text, at);
+        let location = location_of(&file.into(), text, at);
         Error::Source { location, message: describe(&e.code) }
     })
 }

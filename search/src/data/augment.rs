@@ -3,6 +3,10 @@
 //! `RandomHorizontalFlip()`). It works on normalized images, so the padding is 0 after
 //! normalization: the data set's mean colour rather than black.
 
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
 /// Which augmentations to apply to each training image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Augment {
@@ -25,11 +29,12 @@ impl Augment {
     }
 }
 
-/// `none`, `cifar` (pad 4, crop, flip) or `shift:N` (pad N and crop, no flip).
-impl std::str::FromStr for Augment {
-    type Err = String;
+impl FromStr for Augment {
+    type Err = Error;
 
-    fn from_str(s: &str) -> Result<Augment, String> {
+    /// `none`, `cifar` or `shift:N` (crops of the image padded by N pixels, N from 1 to 16:
+    /// shifts without flips, for digits).
+    fn from_str(s: &str) -> Result<Augment> {
         match s {
             "none" => Ok(Augment::NONE),
             "cifar" => Ok(Augment::CIFAR),
@@ -38,7 +43,10 @@ impl std::str::FromStr for Augment {
                 .and_then(|n| n.parse().ok())
                 .filter(|&pad| (1..=16).contains(&pad))
                 .map(|pad| Augment { pad, flip: false })
-                .ok_or_else(|| format!("expected none, cifar or shift:N (N from 1 to 16), got `{s}`")),
+                .ok_or_else(|| Error::Augment {
+                    spec: s.to_string(),
+                    message: "expected none, cifar or shift:N (N from 1 to 16)".to_string(),
+                }),
         }
     }
 }
