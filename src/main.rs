@@ -33,6 +33,11 @@ enum Command {
     Opt(cmd::opt::Args),
     /// Run a network on an input array and write its output array.
     Run(cmd::run::Args),
+    /// Search a space for the networks on this machine's speed/accuracy front (measured latency, trained accuracy).
+    Search(cmd::search::Args),
+    /// Evaluate one network for `archc search` (a request on stdin, messages on stdout).
+    #[command(hide = true)]
+    SearchWorker(cmd::search::WorkerArgs),
     /// Train a network with its compiled training step; write the weights as safetensors.
     Train(cmd::train::Args),
     /// Check every network of the zoo and list them with their totals.
@@ -50,6 +55,8 @@ fn main() -> ExitCode {
         Command::Guidelines(args) => cmd::guidelines::run(&args),
         Command::Opt(args) => cmd::opt::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Search(args) => cmd::search::run(&args),
+        Command::SearchWorker(args) => cmd::search::run_worker(&args),
         Command::Train(args) => cmd::train::run(&args),
         Command::Zoo(args) => cmd::zoo::run(&args),
     };

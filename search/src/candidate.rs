@@ -109,8 +109,8 @@ pub struct Request {
     pub stage: Stage,
     /// The data (`archc train --data`) and its train/validation split.
     pub data: String,
-    /// The split (`archc train --split`).
-    pub split: String,
+    /// The split (`archc train --split`); `None`: the data set's own test part.
+    pub split: Option<String>,
     /// How to train.
     pub recipe: Recipe,
     /// Threads of training and validation.
@@ -184,8 +184,11 @@ pub fn evaluate(request: &Request, timing: &mut dyn FnMut(Timing)) -> Result<Eva
     let metrics = ir::metrics::metrics(&graph).totals;
     let config = request.recipe.config(request.threads, request.stage == Stage::Short)?;
     let spec: DataSpec = request.data.parse()?;
-    let split: Split = request.split.parse()?;
-    let (train_set, validation) = Dataset::load(&spec)?.split(split)?;
+    let split = request.split.as_deref().map(str::parse::<Split>).transpose()?;
+    let (train_set, validation) = Dataset::train_and_validation(&spec, split)?;
+    let validation = validation.ok_or_else(|| Error::Split {
+        message: format!("{} has no test part to validate on: give a split", request.data),
+    })?;
     let mut compile_seconds = 0.0;
     let latency = match request.latency {
         Some(protocol) => {

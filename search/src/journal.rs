@@ -17,11 +17,14 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A search (or its resumption) began.
+    /// A search, or its resumption, began. A new search in the same folder starts over but
+    /// reuses every evaluation the journal holds.
     Start {
         /// What identifies the search: space, strategy, seed and settings. A resumed search
         /// must have the same.
         search: String,
+        /// Whether it resumed the search before it.
+        resume: bool,
         /// The device fingerprint, for the reader.
         device: String,
     },
@@ -80,12 +83,14 @@ impl Journal {
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
         let mut events = Vec::new();
         let mut good_bytes = 0u64;
+        let size = file.metadata().map_err(io)?.len();
         let mut lines = BufReader::new(&file).split(b'\n').enumerate().peekable();
         let mut damaged = false;
         while let Some((i, line)) = lines.next() {
             let line = line.map_err(io)?;
             let last = lines.peek().is_none();
-            let complete = good_bytes + line.len() as u64 + 1 <= file.metadata().map_err(io)?.len();
+            // A line is complete when its newline is in the file.
+            let complete = good_bytes + (line.len() as u64) < size;
             match serde_json::from_slice::<Event>(&line) {
                 Ok(event) if complete => {
                     events.push(event);

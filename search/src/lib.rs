@@ -8,6 +8,7 @@
 
 pub mod candidate;
 pub mod data;
+pub mod driver;
 mod error;
 pub mod evaluate;
 mod fingerprint;

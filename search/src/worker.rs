@@ -87,7 +87,8 @@ pub struct Done {
 struct Running {
     id: usize,
     child: Child,
-    stdin: ChildStdin,
+    /// Closed once the result is in: the worker needs nothing more.
+    stdin: Option<ChildStdin>,
     deadline: Instant,
     stderr: Arc<Mutex<Vec<u8>>>,
     result: Option<Result<Evaluation, String>>,
@@ -181,7 +182,7 @@ impl Workers {
             return fail(e);
         }
         let deadline = Instant::now() + self.limit;
-        self.running.push(Running { id, child, stdin, deadline, stderr: tail, result: None });
+        self.running.push(Running { id, child, stdin: Some(stdin), deadline, stderr: tail, result: None });
         None
     }
 
@@ -223,11 +224,17 @@ impl Workers {
                 self.grant_quiet();
             }
             Ok(Message::Timed) => self.end_quiet(id),
-            Ok(Message::Done { evaluation }) => self.running[at].result = Some(Ok(evaluation)),
-            Ok(Message::Failed { error }) => self.running[at].result = Some(Err(error)),
+            Ok(Message::Done { evaluation }) => self.conclude(at, Ok(evaluation)),
+            Ok(Message::Failed { error }) => self.conclude(at, Err(error)),
             // Anything else on stdout (a library's stray print) is not protocol.
             Err(_) => {}
         }
+    }
+
+    fn conclude(&mut self, at: usize, result: Result<Evaluation, String>) {
+        let worker = &mut self.running[at];
+        worker.result = Some(result);
+        worker.stdin = None;
     }
 
     /// Lets the first waiting worker time, with every other worker stopped.
@@ -237,8 +244,8 @@ impl Workers {
         }
         let Some(id) = self.waiting.pop_front() else { return };
         self.signal_others(id, Signal::SIGSTOP);
-        if let Some(worker) = self.running.iter_mut().find(|w| w.id == id) {
-            let _ = writeln!(worker.stdin, "go").and_then(|()| worker.stdin.flush());
+        if let Some(stdin) = self.running.iter_mut().find(|w| w.id == id).and_then(|w| w.stdin.as_mut()) {
+            let _ = writeln!(stdin, "go").and_then(|()| stdin.flush());
         }
         self.timing = Some((id, Instant::now()));
     }

@@ -19,14 +19,7 @@ pub struct DataArgs {
 impl DataArgs {
     /// The training examples and the validation examples, if any.
     pub fn train_and_validation(&self) -> anyhow::Result<(Dataset, Option<Dataset>)> {
-        let data = Dataset::load(&self.data)?;
-        Ok(match &self.split {
-            Some(split) => {
-                let (train, validation) = data.split(*split)?;
-                (train, Some(validation))
-            }
-            None => (data, Dataset::load_test(&self.data)?),
-        })
+        Ok(Dataset::train_and_validation(&self.data, self.split)?)
     }
 
     /// The examples to evaluate on: the validation part of `--split`, else the test part,

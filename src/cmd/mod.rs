@@ -9,6 +9,7 @@ pub mod graph;
 pub mod guidelines;
 pub mod opt;
 pub mod run;
+pub mod search;
 pub mod train;
 pub mod zoo;
 
@@ -95,7 +96,7 @@ impl std::error::Error for InputError {}
 /// Exit status for an error: 2 for bad input (files, flags, networks), 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     let bad_input = |c: &(dyn std::error::Error + 'static)| {
-        c.is::<ir::Error>() || c.is::<InputError>() || c.is::<search::Error>()
+        c.is::<ir::Error>() || c.is::<InputError>() || c.is::<::search::Error>()
     };
     if e.chain().any(bad_input) { 2 } else { 1 }
 }

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::{DataSpec, Normalization, cifar, folder, mnist};
+use super::{DataSpec, Normalization, Split, cifar, folder, mnist};
 use crate::{Error, Result};
 
 /// Images and their labels, in memory.
@@ -62,6 +62,20 @@ impl Dataset {
             DataSpec::Cifar10(dir) => cifar::load_test(dir),
             DataSpec::Folder(_) | DataSpec::Synthetic(_) => Ok(None),
         }
+    }
+
+    /// The training examples and the validation examples, if any: the two parts of `split`,
+    /// or without one the training part and the data set's own test part (which folders
+    /// and synthetic sets lack).
+    pub fn train_and_validation(spec: &DataSpec, split: Option<Split>) -> Result<(Dataset, Option<Dataset>)> {
+        let data = Dataset::load(spec)?;
+        Ok(match split {
+            Some(split) => {
+                let (train, validation) = data.split(split)?;
+                (train, Some(validation))
+            }
+            None => (data, Dataset::load_test(spec)?),
+        })
     }
 
     /// How many examples.

@@ -6,19 +6,19 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::Schedule;
+use crate::candidate::Recipe;
 use crate::data::{Augment, DataSpec, Split};
-use crate::train::TrainConfig;
 
 /// How a search over a space runs unless told otherwise.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchDefaults {
-    /// The data set (`archc train --data`); relative folders are relative to the current
-    /// directory. `None`: the command line must give one.
-    pub data: Option<DataSpec>,
-    /// The train/validation split (`archc train --split`); `None`: the data set's own.
-    pub split: Option<Split>,
-    /// How each candidate is trained (a short run: `train.epochs`).
-    pub train: TrainConfig,
+    /// The data set (`archc train --data`), checked; relative folders are relative to the
+    /// current directory. `None`: the command line must give one.
+    pub data: Option<String>,
+    /// The train/validation split (`archc train --split`), checked; `None`: the data set's own.
+    pub split: Option<String>,
+    /// How each candidate is trained (a short run).
+    pub recipe: Recipe,
     /// Epochs of the longer training of the best candidates.
     pub long_epochs: usize,
     /// How long the search may take in all.
@@ -53,8 +53,8 @@ pub(super) struct Bad {
 const BUDGET: Duration = Duration::from_secs(10 * 60);
 
 impl SearchDefaults {
-    /// The defaults from a space file's fields; [`TrainConfig::default`] fills the gaps, and
-    /// the long training is twice the short one unless given.
+    /// The defaults from a space file's fields; [`Recipe::default`] fills the gaps, and the
+    /// long training is twice the short one unless given.
     pub(super) fn parse(
         data: Option<&str>,
         split: Option<&str>,
@@ -63,34 +63,44 @@ impl SearchDefaults {
     ) -> Result<SearchDefaults, Bad> {
         let top = |field| move |e: crate::Error| Bad { field, in_training: false, message: e.to_string() };
         let sub = |field| move |e: crate::Error| Bad { field, in_training: true, message: e.to_string() };
-        let base = TrainConfig::default();
-        let mut train = TrainConfig {
+        let base = Recipe::default();
+        let recipe = Recipe {
             epochs: training.epochs.unwrap_or(base.epochs),
             batch: training.batch.unwrap_or(base.batch),
             lr: training.lr.unwrap_or(base.lr),
-            warmup_epochs: training.warmup.unwrap_or(base.warmup_epochs),
+            schedule: training.schedule.clone().unwrap_or(base.schedule),
+            warmup: training.warmup.unwrap_or(base.warmup),
+            momentum: training.momentum.unwrap_or(base.momentum),
+            weight_decay: training.weight_decay.unwrap_or(base.weight_decay),
             label_smoothing: training.label_smoothing.unwrap_or(base.label_smoothing),
+            augment: training.augment.clone().unwrap_or(base.augment),
             seed: training.seed.unwrap_or(base.seed),
-            ..base
         };
-        train.sgd.momentum = training.momentum.unwrap_or(train.sgd.momentum);
-        train.sgd.weight_decay = training.weight_decay.unwrap_or(train.sgd.weight_decay);
-        if let Some(s) = &training.schedule {
-            train.schedule = s.parse::<Schedule>().map_err(sub("schedule"))?;
-        }
-        if let Some(s) = &training.augment {
-            train.augment = s.parse::<Augment>().map_err(sub("augment"))?;
-        }
-        for (field, value) in [("epochs", train.epochs), ("batch", train.batch)] {
+        recipe.schedule.parse::<Schedule>().map_err(sub("schedule"))?;
+        recipe.augment.parse::<Augment>().map_err(sub("augment"))?;
+        for (field, value) in [("epochs", recipe.epochs), ("batch", recipe.batch)] {
             if value == 0 {
                 return Err(Bad { field, in_training: true, message: format!("{field} must be at least 1") });
             }
         }
+        if !(recipe.lr > 0.0 && recipe.lr.is_finite()) {
+            return Err(Bad {
+                field: "lr",
+                in_training: true,
+                message: "the learning rate must be positive".into(),
+            });
+        }
+        if let Some(data) = data {
+            data.parse::<DataSpec>().map_err(top("data"))?;
+        }
+        if let Some(split) = split {
+            split.parse::<Split>().map_err(top("split"))?;
+        }
         Ok(SearchDefaults {
-            data: data.map(str::parse::<DataSpec>).transpose().map_err(top("data"))?,
-            split: split.map(str::parse::<Split>).transpose().map_err(top("split"))?,
-            long_epochs: training.long_epochs.unwrap_or(2 * train.epochs),
-            train,
+            data: data.map(String::from),
+            split: split.map(String::from),
+            long_epochs: training.long_epochs.unwrap_or(2 * recipe.epochs),
+            recipe,
             budget: match budget {
                 Some(text) => parse_duration(text).map_err(|message| Bad {
                     field: "budget",
@@ -104,7 +114,7 @@ impl SearchDefaults {
 }
 
 /// A duration such as `90s`, `10m`, `1.5h` or `1h30m`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad =
         || format!("bad duration `{text}`: expected a number and a unit (s, m or h), like 90s, 10m or 1h30m");
     let mut seconds = 0.0;
@@ -147,14 +157,27 @@ mod tests {
     }
 
     #[test]
-    fn training_fills_gaps_from_train_config() {
+    fn training_fills_gaps_from_the_default_recipe() {
         let training = Training { epochs: Some(3), augment: Some("shift:2".into()), ..Training::default() };
         let d = SearchDefaults::parse(Some("synthetic"), Some("0.2"), &training, None).ok().unwrap();
-        assert_eq!(d.train.epochs, 3);
+        assert_eq!(d.recipe.epochs, 3);
         assert_eq!(d.long_epochs, 6);
-        assert_eq!(d.train.augment, Augment { pad: 2, flip: false });
-        assert_eq!(d.train.lr, TrainConfig::default().lr);
-        assert_eq!(d.split, Some(Split::Fraction(0.2)));
+        assert_eq!(d.recipe.augment, "shift:2");
+        assert_eq!(d.recipe.lr, Recipe::default().lr);
+        assert_eq!(d.split.as_deref(), Some("0.2"));
         assert_eq!(d.budget, BUDGET);
+    }
+
+    #[test]
+    fn bad_defaults_name_their_field() {
+        let bad = |training: Training, split: Option<&str>| {
+            SearchDefaults::parse(None, split, &training, None).err().map(|b| (b.field, b.message))
+        };
+        assert_eq!(
+            bad(Training { augment: Some("rotate".into()), ..Training::default() }, None).unwrap().0,
+            "augment"
+        );
+        assert_eq!(bad(Training { lr: Some(-1.0), ..Training::default() }, None).unwrap().0, "lr");
+        assert_eq!(bad(Training::default(), Some("lots")).unwrap().0, "split");
     }
 }

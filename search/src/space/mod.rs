@@ -12,7 +12,7 @@ mod file;
 
 use std::path::{Path, PathBuf};
 
-pub use defaults::SearchDefaults;
+pub use defaults::{SearchDefaults, parse_duration};
 
 use crate::{Error, Result};
 
