@@ -153,8 +153,8 @@ struct Run<'a> {
     asked: usize,
     started: Instant,
     elapsed_before: Duration,
-    /// Wall seconds of finished short evaluations, and their training seconds.
-    short_walls: Vec<(f64, f64)>,
+    /// Wall seconds of finished short evaluations, and their training seconds, by item.
+    short_walls: HashMap<usize, (f64, f64)>,
 }
 
 impl<'a> Run<'a> {
@@ -225,7 +225,7 @@ impl<'a> Run<'a> {
             asked: 0,
             started: Instant::now(),
             elapsed_before,
-            short_walls: Vec::new(),
+            short_walls: HashMap::new(),
         };
         for path in space.baselines() {
             let item = baseline(path);
@@ -287,20 +287,35 @@ impl<'a> Run<'a> {
     }
 
     /// How long the rest will take once no more candidates are asked: the evaluations in
-    /// flight, and the final training, from the short evaluations' times so far.
+    /// flight, and the final training, estimated from the short evaluations' times: each
+    /// baseline's own, a candidate's on average. The final evaluations share the workers, but
+    /// none ends before the longest.
     fn final_estimate(&self) -> Duration {
-        if self.short_walls.is_empty() {
+        let walls: Vec<(f64, f64)> = self
+            .short_walls
+            .iter()
+            .filter(|(at, _)| self.items[**at].genome.is_some())
+            .map(|(_, &w)| w)
+            .collect();
+        if walls.is_empty() {
             return Duration::ZERO;
         }
-        let n = self.short_walls.len() as f64;
-        let wall = self.short_walls.iter().map(|w| w.0).sum::<f64>() / n;
-        let train = self.short_walls.iter().map(|w| w.1).sum::<f64>() / n;
-        let ratio = self.settings.long_epochs as f64 / self.settings.recipe.epochs as f64;
-        let long = if self.settings.long_epochs == 0 { 0.0 } else { wall + train * (ratio - 1.0).max(0.0) };
-        let baselines = self.items.iter().filter(|i| i.genome.is_none()).count();
-        let finals = (self.settings.finalists + baselines) as f64;
+        let n = walls.len() as f64;
+        let mean = |f: fn(&(f64, f64)) -> f64| walls.iter().map(f).sum::<f64>() / n;
+        let (wall, train) = (mean(|w| w.0), mean(|w| w.1));
         let jobs = self.settings.jobs as f64;
-        Duration::from_secs_f64((self.untold.len() as f64 * wall + finals * long) / jobs)
+        let in_flight = self.untold.len() as f64 * wall / jobs;
+        if self.settings.long_epochs == 0 {
+            return Duration::from_secs_f64(in_flight);
+        }
+        let longer = (self.settings.long_epochs as f64 / self.settings.recipe.epochs as f64 - 1.0).max(0.0);
+        let mut finals: Vec<f64> = vec![wall + train * longer; self.settings.finalists];
+        for at in (0..self.items.len()).filter(|&at| self.items[at].genome.is_none()) {
+            let (wall, train) = self.short_walls.get(&at).copied().unwrap_or((wall, train));
+            finals.push(wall + train * longer);
+        }
+        let longest = finals.iter().copied().fold(0.0, f64::max);
+        Duration::from_secs_f64(in_flight + (finals.iter().sum::<f64>() / jobs).max(longest))
     }
 
     /// Asks the strategy for a candidate and queues its evaluation (or takes it from the
@@ -430,7 +445,7 @@ impl<'a> Run<'a> {
         let event = match &done.result {
             Ok(evaluation) => {
                 if stage == Stage::Short {
-                    self.short_walls.push((began.elapsed().as_secs_f64(), evaluation.train_seconds));
+                    self.short_walls.insert(at, (began.elapsed().as_secs_f64(), evaluation.train_seconds));
                 }
                 Event::Finished { key, stage, name, evaluation: evaluation.clone() }
             }

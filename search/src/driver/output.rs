@@ -226,7 +226,7 @@ fn described(settings: &Settings) -> Vec<(String, String)> {
         (
             "training".into(),
             format!(
-                "{} epochs (finalists {}), batch {}, lr {} {}, weight decay {}, augment {}",
+                "{} epochs ({} for the finalists and baselines), batch {}, lr {} {}, weight decay {}, augment {}",
                 r.epochs, settings.long_epochs, r.batch, r.lr, r.schedule, r.weight_decay, r.augment
             ),
         ),
