@@ -117,6 +117,14 @@ pub struct Request {
     pub threads: usize,
     /// How to time the network (batch 1), in the short stage.
     pub latency: Option<LatencyProtocol>,
+    /// Whether to train (and probe the proxies): a distributed search times a network on one
+    /// node and trains it on another, so its timing request says `false`.
+    #[serde(default = "yes")]
+    pub train: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The measurement protocol of `archc bench`, as data.
@@ -131,7 +139,7 @@ pub struct LatencyProtocol {
 }
 
 /// A latency, measured at batch 1.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Median of the timed runs, in milliseconds.
     pub median_ms: f64,
@@ -139,6 +147,8 @@ pub struct Latency {
     pub min_ms: f64,
     /// 90th percentile.
     pub p90_ms: f64,
+    /// The device fingerprint of the machine that took it.
+    pub device: String,
 }
 
 /// What an evaluation measured.
@@ -183,12 +193,6 @@ pub fn evaluate(request: &Request, timing: &mut dyn FnMut(Timing)) -> Result<Eva
     let graph = build(1).map_err(|e| network_error(e.to_string()))?;
     let metrics = ir::metrics::metrics(&graph).totals;
     let config = request.recipe.config(request.threads, request.stage == Stage::Short)?;
-    let spec: DataSpec = request.data.parse()?;
-    let split = request.split.as_deref().map(str::parse::<Split>).transpose()?;
-    let (train_set, validation) = Dataset::train_and_validation(&spec, split)?;
-    let validation = validation.ok_or_else(|| Error::Split {
-        message: format!("{} has no test part to validate on: give a split", request.data),
-    })?;
     let mut compile_seconds = 0.0;
     let latency = match request.latency {
         Some(protocol) => {
@@ -204,10 +208,34 @@ pub fn evaluate(request: &Request, timing: &mut dyn FnMut(Timing)) -> Result<Eva
             timing(Timing::End);
             compile_seconds += measured[0].compile_s;
             let timing = measured[0].timing;
-            Some(Latency { median_ms: timing.median_ms, min_ms: timing.min_ms, p90_ms: timing.p90_ms })
+            Some(Latency {
+                median_ms: timing.median_ms,
+                min_ms: timing.min_ms,
+                p90_ms: timing.p90_ms,
+                device: crate::fingerprint().to_string(),
+            })
         }
         None => None,
     };
+    if !request.train {
+        return Ok(Evaluation {
+            params: metrics.params,
+            macs: metrics.macs,
+            latency,
+            proxies: None,
+            accuracy: 0.0,
+            loss: 0.0,
+            train_loss: 0.0,
+            compile_seconds,
+            train_seconds: 0.0,
+        });
+    }
+    let spec: DataSpec = request.data.parse()?;
+    let split = request.split.as_deref().map(str::parse::<Split>).transpose()?;
+    let (train_set, validation) = Dataset::train_and_validation(&spec, split)?;
+    let validation = validation.ok_or_else(|| Error::Split {
+        message: format!("{} has no test part to validate on: give a split", request.data),
+    })?;
     let initial = ir::Weights::seeded(&graph, request.recipe.seed);
     let trained = train(&build, &initial, &train_set, Some(&validation), &config, &mut |_| {}, &mut |_| {})?;
     let last = trained.epochs.last().expect("at least one epoch");

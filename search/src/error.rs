@@ -178,6 +178,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The Ray glue could not start or connect to the cluster (Ray not installed, a wrong
+    /// address).
+    #[error("ray: {message}")]
+    Ray {
+        /// What went wrong, with the glue's last words.
+        message: String,
+    },
     /// The search report's front plot could not be drawn (plotters failed to lay it out).
     #[error("drawing the front plot: {message}")]
     Plot {

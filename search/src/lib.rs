@@ -16,6 +16,7 @@ pub mod guidelines;
 pub mod journal;
 pub mod measure;
 pub mod proxies;
+pub mod ray;
 pub mod report;
 mod schedule;
 pub mod space;

@@ -83,6 +83,18 @@ pub struct Done {
     pub result: Result<Evaluation, String>,
 }
 
+/// Runs evaluations: worker processes here ([`Workers`]) or tasks on a Ray cluster
+/// ([`crate::ray::RayWorkers`]).
+pub trait Executor {
+    /// Whether another evaluation may start now.
+    fn free(&self) -> bool;
+    /// Starts evaluating `request`; `id` names it in [`Done`]. One that cannot start at all
+    /// is reported as done with that error.
+    fn start(&mut self, id: usize, request: &Request) -> Option<Done>;
+    /// Waits up to `timeout` for an evaluation to end; `None` if none ended.
+    fn next(&mut self, timeout: Duration) -> Option<Done>;
+}
+
 /// A running worker.
 struct Running {
     id: usize,
@@ -127,85 +139,9 @@ impl Workers {
         }
     }
 
-    /// Whether another worker may start now: a slot is free and no one is timing.
-    pub fn free(&self) -> bool {
-        self.running.len() < self.jobs && self.timing.is_none()
-    }
-
     /// How many are running.
     pub fn running(&self) -> usize {
         self.running.len()
-    }
-
-    /// Starts a worker on `request`; `id` names it in [`Done`]. A worker that cannot be
-    /// started at all is reported as done with that error.
-    pub fn start(&mut self, id: usize, request: &Request) -> Option<Done> {
-        let fail = |e: std::io::Error| Some(Done { id, result: Err(format!("cannot start a worker: {e}")) });
-        let mut child = match Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) => return fail(e),
-        };
-        let mut stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let sender = self.sender.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send((id, Some(line))).is_err() {
-                    return;
-                }
-            }
-            let _ = sender.send((id, None));
-        });
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&tail);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n @ 1..) = stderr.read(&mut buffer) {
-                let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
-                kept.extend_from_slice(&buffer[..n]);
-                let excess = kept.len().saturating_sub(STDERR_TAIL);
-                kept.drain(..excess);
-            }
-        });
-        let line = serde_json::to_string(request).expect("requests serialize");
-        if let Err(e) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return fail(e);
-        }
-        let deadline = Instant::now() + self.limit;
-        self.running.push(Running { id, child, stdin: Some(stdin), deadline, stderr: tail, result: None });
-        None
-    }
-
-    /// Waits up to `timeout` for an evaluation to end, serving the workers' requests for
-    /// quiet meanwhile; `None` if none ended.
-    pub fn next(&mut self, timeout: Duration) -> Option<Done> {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(done) = self.kill_overdue() {
-                return Some(done);
-            }
-            let wait = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
-            match self.lines.recv_timeout(wait) {
-                Ok((id, Some(line))) => self.heard(id, &line),
-                Ok((id, None)) => {
-                    if let Some(done) = self.reap(id) {
-                        return Some(done);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) if Instant::now() >= until => return None,
-                Err(_) => {}
-            }
-        }
     }
 
     /// Kills every worker (when the search stops early).
@@ -302,6 +238,84 @@ impl Workers {
         let id = worker.id;
         self.end_quiet(id);
         Some(Done { id, result: Err(format!("timed out after {:.0} s", self.limit.as_secs_f64())) })
+    }
+}
+
+impl Executor for Workers {
+    /// Whether another worker may start now: a slot is free and no one is timing.
+    fn free(&self) -> bool {
+        self.running.len() < self.jobs && self.timing.is_none()
+    }
+
+    /// Starts a worker on `request`; `id` names it in [`Done`]. A worker that cannot be
+    /// started at all is reported as done with that error.
+    fn start(&mut self, id: usize, request: &Request) -> Option<Done> {
+        let fail = |e: std::io::Error| Some(Done { id, result: Err(format!("cannot start a worker: {e}")) });
+        let mut child = match Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => return fail(e),
+        };
+        let mut stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let sender = self.sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send((id, Some(line))).is_err() {
+                    return;
+                }
+            }
+            let _ = sender.send((id, None));
+        });
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&tail);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buffer) {
+                let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+                kept.extend_from_slice(&buffer[..n]);
+                let excess = kept.len().saturating_sub(STDERR_TAIL);
+                kept.drain(..excess);
+            }
+        });
+        let line = serde_json::to_string(request).expect("requests serialize");
+        if let Err(e) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return fail(e);
+        }
+        let deadline = Instant::now() + self.limit;
+        self.running.push(Running { id, child, stdin: Some(stdin), deadline, stderr: tail, result: None });
+        None
+    }
+
+    /// Waits up to `timeout` for an evaluation to end, serving the workers' requests for
+    /// quiet meanwhile; `None` if none ended.
+    fn next(&mut self, timeout: Duration) -> Option<Done> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(done) = self.kill_overdue() {
+                return Some(done);
+            }
+            let wait = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
+            match self.lines.recv_timeout(wait) {
+                Ok((id, Some(line))) => self.heard(id, &line),
+                Ok((id, None)) => {
+                    if let Some(done) = self.reap(id) {
+                        return Some(done);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) if Instant::now() >= until => return None,
+                Err(_) => {}
+            }
+        }
     }
 }
 

@@ -229,10 +229,10 @@ fn defaults_are_read() {
     let extra = "    data: \"synthetic\",\n    split: \"100,20\",\n    training: (epochs: 3, lr: 0.05, augment: \"shift:2\"),\n    budget: \"1h30m\",\n    baselines: [\"base.ron\"],\n";
     let space = files.load(CHOICES, extra);
     let d = space.defaults();
-    assert_eq!(d.data.as_ref().map(ToString::to_string).as_deref(), Some("synthetic:10,1,28,28,2000,0"));
-    assert_eq!(d.split, Some(search::data::Split::Counts { train: 100, validation: 20 }));
-    assert_eq!((d.train.epochs, d.long_epochs, d.train.lr), (3, 6, 0.05));
-    assert_eq!(d.train.augment, search::data::Augment { pad: 2, flip: false });
+    assert_eq!(d.data.as_deref(), Some("synthetic"));
+    assert_eq!(d.split.as_deref(), Some("100,20"));
+    assert_eq!((d.recipe.epochs, d.long_epochs, d.recipe.lr), (3, 6, 0.05));
+    assert_eq!(d.recipe.augment, "shift:2");
     assert_eq!(d.budget, std::time::Duration::from_secs(5400));
     assert_eq!(space.baselines(), &[files.dir.path().join("base.ron")]);
 }

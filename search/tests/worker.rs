@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use search::candidate::{Evaluation, Recipe, Request, Stage};
-use search::worker::{Done, Message, Workers};
+use search::worker::{Done, Executor, Message, Workers};
 
 fn request() -> Request {
     Request {
@@ -13,10 +13,11 @@ fn request() -> Request {
         file: "t.ron".into(),
         stage: Stage::Long,
         data: "synthetic".into(),
-        split: "0.5".into(),
+        split: Some("0.5".into()),
         recipe: Recipe::default(),
         threads: 1,
         latency: None,
+        train: true,
     }
 }
 

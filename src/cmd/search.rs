@@ -65,6 +65,15 @@ pub struct Args {
     /// Output folder: journal, front.json, candidates.jsonl, front.svg, report.html, front/*.ron.
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Where evaluations run: `local` (worker processes here) or `ray` (tasks on a Ray cluster).
+    #[arg(long, default_value = "local", value_parser = ["local", "ray"])]
+    executor: String,
+    /// The Ray cluster's address (`ray start --head` prints it); without, a local one is started.
+    #[arg(long, value_name = "ADDR")]
+    ray_address: Option<String>,
+    /// With Ray: the custom resource of the nodes that measure latencies (`ray start --resources '{"NAME": 1}'`).
+    #[arg(long, value_name = "NAME")]
+    target_resource: Option<String>,
     /// Continue the search journalled in the output folder.
     #[arg(long)]
     resume: bool,
@@ -107,6 +116,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         limit: args.candidate_timeout,
         worker: worker_command()?,
         out: args.out.clone().unwrap_or_else(|| PathBuf::from("archc-search").join(space.name())),
+        ray: (args.executor == "ray").then(|| search::ray::RayOptions {
+            // The interpreter that has `ray` installed.
+            python: std::env::var("ARCHC_PYTHON").unwrap_or_else(|_| "python3".into()),
+            address: args.ray_address.clone(),
+            target_resource: args.target_resource.clone(),
+        }),
         resume: args.resume,
     };
     // The data is checked here, once, rather than failing every candidate.

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::candidate::{Evaluation, LatencyProtocol, Recipe, Request, Stage};
 use crate::journal::{Event, Journal, key};
+use crate::ray::{RayOptions, RayWorkers};
 use crate::space::Space;
 use crate::strategy::{self, Genome, Outcome, Score, StrategyKind, pareto};
-use crate::worker::{Done, Workers};
+use crate::worker::{Done, Executor, Workers};
 use crate::{Error, Result, fingerprint};
 
 pub use output::{Beat, Summary};
@@ -57,6 +58,8 @@ pub struct Settings {
     pub worker: Vec<String>,
     /// Where the journal and the results go.
     pub out: PathBuf,
+    /// Where evaluations run: worker processes here (`None`) or tasks on a Ray cluster.
+    pub ray: Option<RayOptions>,
     /// Whether to continue the search journalled in `out` (its budget and its asks); without,
     /// a new search starts there, reusing the evaluations the journal holds.
     pub resume: bool,
@@ -143,7 +146,7 @@ struct Run<'a> {
     items: Vec<Item>,
     /// Evaluations waiting for a worker: `(item, stage)`.
     queue: VecDeque<(usize, Stage)>,
-    workers: Workers,
+    workers: Box<dyn Executor>,
     /// Worker ids to what they evaluate, and when they started.
     running: HashMap<usize, (usize, Stage, Instant)>,
     next_worker: usize,
@@ -207,7 +210,17 @@ impl<'a> Run<'a> {
             resume: settings.resume,
             device: device.clone(),
         })?;
-        let workers = Workers::new(settings.worker.clone(), settings.jobs, settings.limit);
+        let workers: Box<dyn Executor> = match &settings.ray {
+            None => Box::new(Workers::new(settings.worker.clone(), settings.jobs, settings.limit)),
+            Some(ray) => Box::new(RayWorkers::connect(
+                ray,
+                Path::new(&settings.worker[0]),
+                &settings.out,
+                settings.jobs,
+                settings.threads,
+                settings.limit,
+            )?),
+        };
         let mut run = Run {
             space,
             settings,
@@ -417,6 +430,7 @@ impl<'a> Run<'a> {
                 recipe: self.recipe(stage),
                 threads: self.settings.threads,
                 latency: (stage == Stage::Short).then_some(self.settings.latency),
+                train: true,
             };
             let id = self.next_worker;
             self.next_worker += 1;
@@ -509,7 +523,7 @@ impl<'a> Run<'a> {
 
 /// The strategy's view of an evaluation.
 fn score(evaluation: &Evaluation, settings: &Settings) -> Score {
-    let latency = evaluation.latency.map_or(f64::INFINITY, |l| l.median_ms);
+    let latency = evaluation.latency.as_ref().map_or(f64::INFINITY, |l| l.median_ms);
     let over = |value: f64, limit: Option<f64>| limit.map_or(0.0, |limit| (value / limit - 1.0).max(0.0));
     Score {
         accuracy: evaluation.accuracy,
@@ -569,7 +583,7 @@ fn finalists(items: &[Item], count: usize) -> Vec<usize> {
         .filter(|(_, item)| item.genome.is_some())
         .filter_map(|(i, item)| {
             let e = item.short.as_ref()?.as_ref().ok()?;
-            Some((i, (e.accuracy, e.latency?.median_ms)))
+            Some((i, (e.accuracy, e.latency.as_ref()?.median_ms)))
         })
         .collect();
     let points: Vec<(f64, f64)> = scored.iter().map(|s| s.1).collect();

@@ -74,7 +74,7 @@ pub(super) fn write(
                 item,
                 short,
                 long: item.long.as_ref().and_then(|l| l.as_ref().ok()),
-                latency_ms: short.latency?.median_ms,
+                latency_ms: short.latency.as_ref()?.median_ms,
             })
         })
         .collect();
