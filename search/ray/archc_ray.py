@@ -45,6 +45,7 @@ def run_worker(archc, request):
     )
     registered = os.path.join(NODE_DIR, "%d.pid" % worker.pid)
     open(registered, "w").close()
+    heal_stopped(worker.pid)
     lock = None
     result = None
     try:
@@ -81,6 +82,17 @@ def run_worker(archc, request):
             "error": "the worker died (exit %s) without a result: %s" % (worker.returncode, stderr.strip()),
         }
     return result
+
+
+def heal_stopped(pid):
+    """Lets stopped workers go on when no one is timing: a task killed while it timed (Ray
+    then runs it again) never sent its SIGCONT."""
+    with open(os.path.join(NODE_DIR, "measure.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        signal_others(pid, signal.SIGCONT)
 
 
 def signal_others(pid, sig):

@@ -103,6 +103,8 @@ struct Running {
     stdin: Option<ChildStdin>,
     deadline: Instant,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread that reads it, done when the pipe closes.
+    stderr_reader: std::thread::JoinHandle<()>,
     result: Option<Result<Evaluation, String>>,
 }
 
@@ -216,6 +218,12 @@ impl Workers {
         let status = worker.child.wait();
         self.end_quiet(id);
         let result = worker.result.take().unwrap_or_else(|| {
+            // Its last words may still be in the pipe: give the reader a moment to take them
+            // (not forever: a process the worker started may hold the pipe open).
+            let until = Instant::now() + Duration::from_secs(1);
+            while !worker.stderr_reader.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             let stderr = worker.stderr.lock().unwrap_or_else(PoisonError::into_inner);
             let stderr = String::from_utf8_lossy(&stderr);
@@ -276,7 +284,7 @@ impl Executor for Workers {
         });
         let tail = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::clone(&tail);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n @ 1..) = stderr.read(&mut buffer) {
                 let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
@@ -292,7 +300,15 @@ impl Executor for Workers {
             return fail(e);
         }
         let deadline = Instant::now() + self.limit;
-        self.running.push(Running { id, child, stdin: Some(stdin), deadline, stderr: tail, result: None });
+        self.running.push(Running {
+            id,
+            child,
+            stdin: Some(stdin),
+            deadline,
+            stderr: tail,
+            stderr_reader,
+            result: None,
+        });
         None
     }
 
