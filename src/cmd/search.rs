@@ -171,13 +171,14 @@ fn progress(s: &Status) -> String {
     let minutes = |d: Duration| format!("{}:{:02}", d.as_secs() / 60, d.as_secs() % 60);
     let best = s.best_accuracy.map_or_else(|| "-".into(), |a| format!("{:.1}%", 100.0 * a));
     format!(
-        "{}: {} candidates ({} failed), best {best}, front {}, {} of {}",
+        "{}: {} candidates ({} failed), best {best}, front {}, {} of {} (about {} left)",
         s.phase,
         s.done,
         s.failed,
         s.front,
         minutes(s.elapsed),
-        minutes(s.budget)
+        minutes(s.budget),
+        minutes(s.budget.saturating_sub(s.elapsed))
     )
 }
 

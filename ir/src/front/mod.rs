@@ -54,10 +54,13 @@ pub fn from_ron_str(text: &str, file: &str, options: &BuildOptions) -> Result<Gr
 ///
 /// ```
 /// let text = r#"Network(name: "n", input: Image(channels: 1, height: 4, width: 4),
-///     params: {"c": "2 * w", "w": [8, 16]}, body: [Relu])"#;
+///     params: {"c": "2 * w", "w": 8, "stages": [1, "w"]}, body: [Relu])"#;
 /// let params = ir::front::parameters(text, "n.ron", &ir::BuildOptions::default()).unwrap();
-/// assert_eq!(params[1].0, "c");
-/// assert_eq!(params[1].1.to_string(), "[16, 32]");
+/// let c = params.iter().position(|(name, _)| name == "c").unwrap();
+/// assert!(params[..c].iter().any(|(name, _)| name == "w"), "w is settled before c");
+/// assert_eq!(params[c].1.to_string(), "16");
+/// let stages = params.iter().find(|(name, _)| name == "stages").unwrap();
+/// assert_eq!(stages.1.to_string(), "[1, 8]");
 /// ```
 pub fn parameters(text: &str, file: &str, options: &BuildOptions) -> Result<Vec<(String, expr::Value)>> {
     let file: Arc<str> = file.into();
