@@ -116,6 +116,13 @@ impl Item {
         Item { name, genome, network, file, ir, error, short: None, long: None }
     }
 
+    fn set_outcome(&mut self, stage: Stage, outcome: std::result::Result<Evaluation, String>) {
+        match stage {
+            Stage::Short => self.short = Some(outcome),
+            Stage::Long => self.long = Some(outcome),
+        }
+    }
+
     fn outcome(&self, stage: Stage) -> &Option<std::result::Result<Evaluation, String>> {
         match stage {
             Stage::Short => &self.short,
@@ -382,11 +389,7 @@ impl<'a> Run<'a> {
                     let error = item.error.clone().expect("checked");
                     self.journal.append(&Event::Failed { key, stage, name: item.name.clone(), error })?;
                 }
-                let item = &mut self.items[at];
-                match stage {
-                    Stage::Short => item.short = Some(outcome),
-                    Stage::Long => item.long = Some(outcome),
-                }
+                self.items[at].set_outcome(stage, outcome);
             }
             None => self.queue.push_back((at, stage)),
         }
@@ -467,11 +470,7 @@ impl<'a> Run<'a> {
         };
         self.journal.append(&event)?;
         self.journal.append(&Event::Elapsed { seconds: self.elapsed().as_secs_f64() })?;
-        let item = &mut self.items[at];
-        match stage {
-            Stage::Short => item.short = Some(done.result),
-            Stage::Long => item.long = Some(done.result),
-        }
+        self.items[at].set_outcome(stage, done.result);
         Ok(())
     }
 
