@@ -57,3 +57,37 @@ fn split_after_a_channel_regrouping_reshape() {
         assert!(out.relative_error(&expected[0]) < 1e-4, "{level:?}");
     }
 }
+
+/// Found by the property test (2 threads, -O2): a channel gather of a sigmoid added to that
+/// sigmoid, after a squeeze-excite scale.
+#[test]
+fn gather_added_to_its_source_after_a_channel_scale() {
+    use ir::{Graph, Op, Shape};
+    let mut g = Graph::new("g");
+    let x = g.add_input("x", Shape::nchw(1, 2, 1, 2).unwrap(), None);
+    let mut add = |op: Op, operands: &[ir::Value], name: &str| g.add(op, operands, name, None).unwrap()[0];
+    let pool = add(Op::GlobalAvgPool, &[x], "pool");
+    let gate = add(Op::Sigmoid, &[pool], "gate");
+    let scaled = add(Op::Mul, &[x, gate], "scaled");
+    let relu = add(Op::Relu, &[scaled], "relu");
+    let sig = add(Op::Sigmoid, &[relu], "sig");
+    let swapped = add(Op::Gather { channels: vec![1, 0] }, &[sig], "swapped");
+    let sum = add(Op::Add, &[sig, swapped], "sum");
+    let pool2 = add(Op::GlobalAvgPool, &[sum], "pool2");
+    let fc = add(Op::Linear { out_features: 4, bias: true }, &[pool2], "fc");
+    g.set_outputs(vec![fc]);
+    for seed in 0..3 {
+        let weights = random_weights(&g, seed);
+        let input = random_input(&[1, 2, 1, 2], seed);
+        let expected = ir::eval::eval(&g, &weights, std::slice::from_ref(&input)).unwrap();
+        // Channel views (and so the hazard) exist at -O2 only.
+        let opt = passes::optimize(&g, &weights, Level::O2, None);
+        let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 0).unwrap();
+        for threads in [1, 2] {
+            model.set_threads(threads);
+            let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+            let err = out.relative_error(&expected[0]);
+            assert!(err < 1e-4, "{threads} threads, seed {seed}: relative error {err}");
+        }
+    }
+}

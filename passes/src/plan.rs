@@ -92,6 +92,8 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
     let mut moved_bytes = 0u64;
     let mut in_place = 0;
     let mut view_nodes = std::collections::BTreeSet::new();
+    // The values placed in each buffer, whole or as channel views.
+    let mut referrers: Vec<Vec<Value>> = Vec::new();
     let last_reader = |v: Value| -> usize {
         let readers = graph.users(v.node).into_iter().filter(|&(_, _, port)| port == v.port);
         let last = readers.map(|(user, _, _)| step_of[&user]).max().unwrap_or(step_of[&v.node]);
@@ -140,7 +142,11 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
         if let Some(view) = view {
             view_nodes.insert(id);
             for (port, p) in view.into_iter().enumerate() {
-                placements.insert(Value { node: id, port }, p);
+                let v = Value { node: id, port };
+                for b in referenced(&p) {
+                    referrers[b].push(v);
+                }
+                placements.insert(v, p);
             }
             continue;
         }
@@ -148,10 +154,15 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
             moved_bytes += node.outputs.iter().map(|s| s.numel() as u64 * 4).sum::<u64>();
         }
         // In place: a fused epilogue always (its input never leaves the kernel); an element-wise
-        // op when its first operand is a whole arena buffer that nobody reads afterwards.
+        // op when its first operand is a whole arena buffer that nobody reads afterwards,
+        // through that value or any view of the buffer (a gather of it read by this very op
+        // would see channels it already overwrote).
         let reuse = operands.first().and_then(|&x| match placements[&x] {
             Placement::Whole(b)
-                if (node.epilogue || (node.op.is_elementwise() && last_reader(x) == step))
+                if (node.epilogue
+                    || (node.op.is_elementwise()
+                        && last_reader(x) == step
+                        && referrers[b].iter().all(|&v| v == x || last_reader(v) < step)))
                     && graph.shape(x) == &node.outputs[0] =>
             {
                 Some(b)
@@ -174,25 +185,31 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
                         first,
                         last: step,
                     });
+                    referrers.push(Vec::new());
                     buffers.len() - 1
                 }
             };
+            referrers[b].push(Value { node: id, port });
             placements.insert(Value { node: id, port }, Placement::Whole(b));
         }
     }
     // Liveness: every read of a value keeps all buffers it references alive.
     for (v, p) in &placements {
         let last = last_reader(*v);
-        let referenced: Vec<usize> = match p {
-            Placement::Whole(b) => vec![*b],
-            Placement::Planes(planes) => planes.iter().map(|&(b, _)| b).collect(),
-        };
-        for b in referenced {
+        for b in referenced(p) {
             buffers[b].last = buffers[b].last.max(last);
         }
     }
     let peak_bytes = assign_offsets(&mut buffers);
     Plan { schedule, buffers, placements, peak_bytes, moved_bytes, in_place, views: view_nodes }
+}
+
+/// The buffers a placement reads, each once.
+fn referenced(p: &Placement) -> std::collections::BTreeSet<usize> {
+    match p {
+        Placement::Whole(b) => std::collections::BTreeSet::from([*b]),
+        Placement::Planes(planes) => planes.iter().map(|&(b, _)| b).collect(),
+    }
 }
 
 /// A table that covers one whole buffer in order is that buffer.
@@ -280,6 +297,30 @@ mod tests {
             1,
             "relu's input is still read by the add; the add reuses relu's buffer"
         );
+    }
+
+    #[test]
+    fn elementwise_ops_never_overwrite_a_buffer_a_view_still_reads() {
+        // Found by the random-graph property test: `add(s, gather(s))` in place in `s` read
+        // channels it had already overwritten.
+        for relu_first in [false, true] {
+            let mut g = Graph::new("v");
+            let x = g.add_input("x", ir::Shape::nchw(1, 2, 1, 2).unwrap(), None);
+            let s = g.add(Op::Sigmoid, &[x], "s", None).unwrap()[0];
+            let swapped = g.add(Op::Gather { channels: vec![1, 0] }, &[s], "g", None).unwrap()[0];
+            let first = if relu_first { g.add(Op::Relu, &[s], "r", None).unwrap()[0] } else { s };
+            let sum = g.add(Op::Add, &[first, swapped], "a", None).unwrap()[0];
+            g.set_outputs(vec![sum]);
+            let p = plan(&g, true);
+            assert_disjoint(&p);
+            let Placement::Planes(planes) = &p.placements[&swapped] else { panic!("a gather is a view") };
+            let source = planes[0].0;
+            for v in [first, sum] {
+                if v != s {
+                    assert_ne!(p.placements[&v], Placement::Whole(source), "relu first: {relu_first}");
+                }
+            }
+        }
     }
 
     #[test]
