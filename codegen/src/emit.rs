@@ -11,12 +11,29 @@ pub struct Function {
     allocas: String,
     body: String,
     next: usize,
+    nvptx: bool,
 }
 
 impl Function {
     /// An empty body.
     pub fn new() -> Function {
-        Function { allocas: String::new(), body: String::new(), next: 0 }
+        Function { allocas: String::new(), body: String::new(), next: 0, nvptx: false }
+    }
+
+    /// An empty body of a GPU kernel: NVPTX has no `exp` to call, so [`Function::exp`] uses
+    /// the hardware's `2^x` there.
+    pub fn for_nvptx() -> Function {
+        Function { nvptx: true, ..Function::new() }
+    }
+
+    /// `e^x` for values of type `ty` (scalars only on NVPTX).
+    pub fn exp(&mut self, ty: Ty, x: &str) -> String {
+        let t = ty.name();
+        if self.nvptx {
+            let scaled = self.let_("x2", format!("fmul {t} {x}, {}", ty.constant(std::f32::consts::LOG2_E)));
+            return self.let_("e", format!("call {t} @llvm.nvvm.ex2.approx.f({t} {scaled})"));
+        }
+        self.let_("e", format!("call {t} @llvm.exp.{}({t} {x})", ty.suffix()))
     }
 
     /// A fresh SSA name with a readable prefix.
@@ -142,6 +159,14 @@ impl Function {
         writeln!(self.allocas, "  {slot} = alloca {}, align 64", ty.name()).expect("writing to a String");
         self.line(format!("store {} {init}, ptr {slot}", ty.name()));
         slot
+    }
+
+    /// A stack array of `count` floats, allocated once per call.
+    pub fn stack_floats(&mut self, count: usize) -> String {
+        let array = self.fresh("floats");
+        writeln!(self.allocas, "  {array} = alloca [{} x float], align 16", count.max(1))
+            .expect("writing to a String");
+        array
     }
 
     /// A stack array of `count` pointers, allocated once per call.

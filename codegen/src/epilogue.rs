@@ -34,7 +34,7 @@ pub fn emit_activation(activation: Activation, f: &mut Function, ty: Ty, x: &str
         }
         Activation::Sigmoid => {
             let neg = f.let_("s", format!("fneg {t} {x}"));
-            let e = f.let_("s", format!("call {t} @llvm.exp.{s}({t} {neg})"));
+            let e = f.exp(ty, &neg);
             let d = f.let_("s", format!("fadd {t} {e}, {}", ty.constant(1.0)));
             f.let_("s", format!("fdiv {t} {}, {d}", ty.constant(1.0)))
         }

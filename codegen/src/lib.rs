@@ -8,6 +8,7 @@ pub mod bench;
 mod build;
 mod emit;
 mod epilogue;
+pub mod gpu;
 mod kernels;
 mod lower;
 mod reload;

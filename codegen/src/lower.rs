@@ -76,24 +76,7 @@ pub fn lower(
     isa: Isa,
     symbol: &str,
 ) -> Result<Lowered, Error> {
-    let position: BTreeMap<NodeId, usize> =
-        plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let mut l = Lowering {
-        graph,
-        weights,
-        plan,
-        symbol,
-        isa,
-        globals: String::new(),
-        tables: BTreeMap::new(),
-        blob: Vec::new(),
-        functions: String::new(),
-        tiles: BTreeMap::new(),
-        steps: Vec::new(),
-        names: 0,
-        scratch_bytes: 0,
-        external_input: None,
-    };
+    let mut l = Lowering::new(graph, weights, plan, isa, symbol);
     let inputs: Vec<Value> = graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect();
     let read_only = |(user, _, _): &(NodeId, usize, usize)| {
         matches!(graph.node(*user).op, Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_) | Op::Linear { .. })
@@ -110,7 +93,24 @@ pub fn lower(
             l.copy_external(f, &inputs, "%in", true)
         }),
     }
+    for (id, chain, info) in kernel_groups(graph, plan) {
+        l.step(info, |l, f| l.kernel(f, id, &chain))?;
+    }
+    l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
+        l.copy_external(f, graph.outputs(), "%out", false)
+    });
+    let dims = |values: &[Value]| values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect();
+    Ok(l.finish(dims(&inputs), dims(graph.outputs())))
+}
+
+/// The network's kernels in schedule order: each node that computes something (not an input,
+/// a view, or an epilogue fused into an earlier node) with its fused epilogues and what the
+/// step computes.
+pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan) -> Vec<(NodeId, Chain, StepInfo)> {
+    let position: BTreeMap<NodeId, usize> =
+        plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let mut fused = std::collections::BTreeSet::new();
+    let mut groups = Vec::new();
     for &id in &plan.schedule {
         let node = graph.node(id);
         if node.op == Op::Input || plan.views.contains(&id) || fused.contains(&id) {
@@ -128,13 +128,9 @@ pub fn lower(
         }
         let inputs: Vec<&ir::Shape> = graph.operands(id).iter().map(|&v| graph.shape(v)).collect();
         let macs = ir::metrics::macs(&node.op, &inputs, &node.outputs);
-        l.step(StepInfo { name: node.name.clone(), op, macs }, |l, f| l.kernel(f, id, &chain))?;
+        groups.push((id, chain, StepInfo { name: node.name.clone(), op, macs }));
     }
-    l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
-        l.copy_external(f, graph.outputs(), "%out", false)
-    });
-    let dims = |values: &[Value]| values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect();
-    Ok(l.finish(dims(&inputs), dims(graph.outputs())))
+    groups
 }
 
 pub(crate) struct Lowering<'a> {
@@ -164,11 +160,33 @@ pub(crate) fn planes(shape: &ir::Shape) -> (usize, usize) {
 }
 
 /// The signature of step functions.
-const STEP_PARAMS: &str = "(ptr noalias %in, ptr noalias %out, ptr noalias %w, ptr noalias %arena)";
+pub(crate) const STEP_PARAMS: &str =
+    "(ptr noalias %in, ptr noalias %out, ptr noalias %w, ptr noalias %arena)";
 
-impl Lowering<'_> {
+impl<'a> Lowering<'a> {
+    /// Starts lowering `graph` (with `weights`, placed by `plan`) into a module whose symbols
+    /// start with `symbol`.
+    pub fn new(graph: &'a Graph, weights: &'a Weights, plan: &'a Plan, isa: Isa, symbol: &'a str) -> Self {
+        Lowering {
+            graph,
+            weights,
+            plan,
+            symbol,
+            isa,
+            globals: String::new(),
+            tables: BTreeMap::new(),
+            blob: Vec::new(),
+            functions: String::new(),
+            tiles: BTreeMap::new(),
+            steps: Vec::new(),
+            names: 0,
+            scratch_bytes: 0,
+            external_input: None,
+        }
+    }
+
     /// Emits one step function; its body sees `%in`, `%out`, `%w` and `%arena`.
-    fn step<T>(&mut self, info: StepInfo, body: impl FnOnce(&mut Self, &mut Function) -> T) -> T {
+    pub fn step<T>(&mut self, info: StepInfo, body: impl FnOnce(&mut Self, &mut Function) -> T) -> T {
         let mut f = Function::new();
         let result = body(self, &mut f);
         let name = format!("@{}_s{}", self.symbol, self.steps.len());
@@ -309,7 +327,7 @@ impl Lowering<'_> {
 
     /// Copies between contiguous row-major arrays, one after the other from `ptr`, and the
     /// planes of `values`.
-    fn copy_external(&mut self, f: &mut Function, values: &[Value], ptr: &str, into_arena: bool) {
+    pub fn copy_external(&mut self, f: &mut Function, values: &[Value], ptr: &str, into_arena: bool) {
         let mut start = 0;
         for &v in values {
             let shape = self.graph.shape(v).clone();
@@ -374,7 +392,14 @@ impl Lowering<'_> {
         width as f64 / (width.div_ceil(cols) * cols) as f64 >= 0.7
     }
 
-    fn finish(self, inputs: Vec<Vec<usize>>, outputs: Vec<Vec<usize>>) -> Lowered {
+    /// The module's global constants and function definitions, and the weights blob, for
+    /// a module that is not a CPU network (a GPU kernel module).
+    pub fn into_parts(self) -> (String, String, Vec<f32>) {
+        (self.globals, self.functions, self.blob)
+    }
+
+    /// The CPU module: `forward` calling every step in order, and the exported step table.
+    pub fn finish(self, inputs: Vec<Vec<usize>>, outputs: Vec<Vec<usize>>) -> Lowered {
         let symbol = self.symbol;
         let forward = format!("{symbol}_forward");
         let mut ir = String::new();

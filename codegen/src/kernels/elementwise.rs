@@ -23,63 +23,31 @@ impl Lowering<'_> {
         }
         match &node.op {
             Op::BatchNorm { eps } => {
-                // The raw parameters, so that the blob only copies them (training refreshes
-                // it); LLVM hoists the per-channel scale out of the plane loop.
-                let [g, b, m, v] = ["weight", "bias", "running_mean", "running_var"].map(|s| {
-                    let data = self.param(node, s);
-                    self.push(&data)
-                });
-                self.map(f, operands[0], out, |f, x, ch| {
-                    let [g, b, m, v] = [g, b, m, v].map(|at| {
-                        let i = f.int("add", ch, at);
-                        f.load("%w", &i)
-                    });
-                    let padded = f.let_("var", format!("fadd float {v}, {}", float(eps.0)));
-                    let std = f.let_("std", format!("call float @llvm.sqrt.f32(float {padded})"));
-                    let scale = f.let_("scale", format!("fdiv float {g}, {std}"));
-                    let centered = f.let_("c", format!("fsub float {x}, {m}"));
-                    f.fma(&centered, &scale, &b)
-                });
+                let params = self.batch_norm_params(node);
+                self.map(f, operands[0], out, |f, x, ch| batch_norm(f, x, ch, params, eps.0));
             }
             Op::Add | Op::Mul => self.binary(f, &node.op, operands[0], operands[1], out),
-            Op::Concat => {
-                let mut start = 0;
-                for &v in &operands {
-                    let c = self.graph.shape(v).channels();
-                    let map: Vec<usize> = (0..c).collect();
-                    self.copy_channels(f, v, out, &map, start);
-                    start += c;
+            Op::Concat | Op::Split { .. } | Op::Gather { .. } | Op::ChannelShuffle { .. } => {
+                for copy in channel_copies(graph, id) {
+                    self.copy_channels(f, copy.from, copy.to, &copy.map, copy.first);
                 }
-            }
-            Op::Split { sizes } => {
-                let mut start = 0;
-                for (port, &s) in sizes.iter().enumerate() {
-                    let map: Vec<usize> = (start..start + s).collect();
-                    self.copy_channels(f, operands[0], Value { node: id, port }, &map, 0);
-                    start += s;
-                }
-            }
-            Op::Gather { channels } => self.copy_channels(f, operands[0], out, channels, 0),
-            Op::ChannelShuffle { groups } => {
-                let c = self.graph.shape(out).channels();
-                let map: Vec<usize> = (0..c).map(|o| (o % groups) * (c / groups) + o / groups).collect();
-                self.copy_channels(f, operands[0], out, &map, 0);
             }
             Op::GlobalAvgPool => self.global_avg_pool(f, operands[0], out),
-            Op::Flatten | Op::Reshape { .. } => {
-                let n = self.graph.shape(out).item_numel();
-                self.remap(f, operands[0], out, &(0..n).collect::<Vec<_>>());
-            }
-            Op::Transpose { perm } => {
-                // One batch item's worth: the batch axis never moves.
-                let mut item = self.graph.shape(operands[0]).dims().to_vec();
-                item[0] = 1;
-                let index = ir::eval::transpose_sources(&item, perm);
-                self.remap(f, operands[0], out, &index);
+            Op::Flatten | Op::Reshape { .. } | Op::Transpose { .. } => {
+                self.remap(f, operands[0], out, &element_sources(graph, id));
             }
             Op::Softmax => self.softmax(f, operands[0], out),
             op => unreachable!("{} has its own kernel", op.name()),
         }
+    }
+
+    /// Pushes a batch norm's raw parameters (weight, bias, mean, variance) to the blob and
+    /// returns their offsets: the blob only copies them, so that training can refresh it.
+    pub(crate) fn batch_norm_params(&mut self, node: &ir::Node) -> [usize; 4] {
+        ["weight", "bias", "running_mean", "running_var"].map(|s| {
+            let data = self.param(node, s);
+            self.push(&data)
+        })
     }
 
     /// `out[n, c, s] = op(x[n, c, s], c)` over every element.
@@ -126,7 +94,7 @@ impl Lowering<'_> {
     }
 
     /// A constant global array of `i64`s.
-    fn index_table(&mut self, values: &[usize]) -> String {
+    pub(crate) fn index_table(&mut self, values: &[usize]) -> String {
         let table = self.global_name("idx");
         let items: Vec<String> = values.iter().map(|m| format!("i64 {m}")).collect();
         writeln!(self.globals, "{table} = internal constant [{} x i64] [{}]", values.len(), items.join(", "))
@@ -180,58 +148,139 @@ impl Lowering<'_> {
     }
 
     fn global_avg_pool(&mut self, f: &mut Function, x: Value, out: Value) {
-        let (c, inner) = planes(self.graph.shape(x));
-        f.count(self.graph.shape(out).batch(), |f, n| {
-            f.count(c, |f, ch| {
-                let src = self.plane(f, x, ch, n);
-                let acc = f.accumulator("0.0");
-                f.count(inner, |f, s| {
-                    let x = f.load(&src, s);
-                    let a = f.let_("a", format!("load float, ptr {acc}"));
-                    // Reassociation lets LLVM vectorize the sum.
-                    let sum = f.let_("a", format!("fadd reassoc float {a}, {x}"));
-                    f.line(format!("store float {sum}, ptr {acc}"));
-                });
-                let a = f.let_("a", format!("load float, ptr {acc}"));
-                let mean = f.let_("a", format!("fdiv float {a}, {}", float(inner as f32)));
-                let dst = self.plane(f, out, ch, n);
-                f.store(&mean, &dst, "0");
-            });
+        let c = self.graph.shape(x).channels();
+        f.count(self.graph.shape(out).batch(), |f, n| f.count(c, |f, ch| self.mean_plane(f, x, out, ch, n)));
+    }
+
+    /// Channel `ch` of batch item `n` of `out` is the mean of that plane of `x`.
+    pub(crate) fn mean_plane(&mut self, f: &mut Function, x: Value, out: Value, ch: &str, n: &str) {
+        let (_, inner) = planes(self.graph.shape(x));
+        let src = self.plane(f, x, ch, n);
+        let acc = f.accumulator("0.0");
+        f.count(inner, |f, s| {
+            let x = f.load(&src, s);
+            let a = f.let_("a", format!("load float, ptr {acc}"));
+            // Reassociation lets LLVM vectorize the sum.
+            let sum = f.let_("a", format!("fadd reassoc float {a}, {x}"));
+            f.line(format!("store float {sum}, ptr {acc}"));
         });
+        let a = f.let_("a", format!("load float, ptr {acc}"));
+        let mean = f.let_("a", format!("fdiv float {a}, {}", float(inner as f32)));
+        let dst = self.plane(f, out, ch, n);
+        f.store(&mean, &dst, "0");
     }
 
     fn softmax(&mut self, f: &mut Function, x: Value, out: Value) {
-        let shape = self.graph.shape(x).clone();
-        let features = shape.channels();
-        f.count(shape.batch(), |f, n| {
-            let max = f.accumulator("0xFFF0000000000000");
-            f.count(features, |f, k| {
-                let p = self.plane(f, x, k, n);
-                let v = f.load(&p, "0");
-                let m = f.let_("m", format!("load float, ptr {max}"));
-                let m = f.let_("m", format!("call float @llvm.maxnum.f32(float {m}, float {v})"));
-                f.line(format!("store float {m}, ptr {max}"));
-            });
-            let sum = f.accumulator("0.0");
-            f.count(features, |f, k| {
-                let p = self.plane(f, x, k, n);
-                let v = f.load(&p, "0");
-                let m = f.let_("m", format!("load float, ptr {max}"));
-                let d = f.let_("d", format!("fsub float {v}, {m}"));
-                let e = f.let_("e", format!("call float @llvm.exp.f32(float {d})"));
-                let q = self.plane(f, out, k, n);
-                f.store(&e, &q, "0");
-                let s = f.let_("s", format!("load float, ptr {sum}"));
-                let s = f.let_("s", format!("fadd float {s}, {e}"));
-                f.line(format!("store float {s}, ptr {sum}"));
-            });
-            f.count(features, |f, k| {
-                let q = self.plane(f, out, k, n);
-                let e = f.load(&q, "0");
-                let s = f.let_("s", format!("load float, ptr {sum}"));
-                let r = f.let_("r", format!("fdiv float {e}, {s}"));
-                f.store(&r, &q, "0");
-            });
+        f.count(self.graph.shape(x).batch(), |f, n| self.softmax_item(f, x, out, n));
+    }
+
+    /// Softmax over the features of batch item `n`.
+    pub(crate) fn softmax_item(&mut self, f: &mut Function, x: Value, out: Value, n: &str) {
+        let features = self.graph.shape(x).channels();
+        let max = f.accumulator("0xFFF0000000000000");
+        f.count(features, |f, k| {
+            let p = self.plane(f, x, k, n);
+            let v = f.load(&p, "0");
+            let m = f.let_("m", format!("load float, ptr {max}"));
+            let m = f.let_("m", format!("call float @llvm.maxnum.f32(float {m}, float {v})"));
+            f.line(format!("store float {m}, ptr {max}"));
         });
+        let sum = f.accumulator("0.0");
+        f.count(features, |f, k| {
+            let p = self.plane(f, x, k, n);
+            let v = f.load(&p, "0");
+            let m = f.let_("m", format!("load float, ptr {max}"));
+            let d = f.let_("d", format!("fsub float {v}, {m}"));
+            let e = f.exp(Ty::Scalar, &d);
+            let q = self.plane(f, out, k, n);
+            f.store(&e, &q, "0");
+            let s = f.let_("s", format!("load float, ptr {sum}"));
+            let s = f.let_("s", format!("fadd float {s}, {e}"));
+            f.line(format!("store float {s}, ptr {sum}"));
+        });
+        f.count(features, |f, k| {
+            let q = self.plane(f, out, k, n);
+            let e = f.load(&q, "0");
+            let s = f.let_("s", format!("load float, ptr {sum}"));
+            let r = f.let_("r", format!("fdiv float {e}, {s}"));
+            f.store(&r, &q, "0");
+        });
+    }
+}
+
+/// `(x - mean) * weight / sqrt(var + eps) + bias` for channel `ch`, reading the parameters at
+/// the blob offsets `params` (see [`Lowering::batch_norm_params`]).
+pub(crate) fn batch_norm(f: &mut Function, x: &str, ch: &str, params: [usize; 4], eps: f32) -> String {
+    let [g, b, m, v] = params.map(|at| {
+        let i = f.int("add", ch, at);
+        f.load("%w", &i)
+    });
+    let padded = f.let_("var", format!("fadd float {v}, {}", float(eps)));
+    let std = f.let_("std", format!("call float @llvm.sqrt.f32(float {padded})"));
+    let scale = f.let_("scale", format!("fdiv float {g}, {std}"));
+    let centered = f.let_("c", format!("fsub float {x}, {m}"));
+    f.fma(&centered, &scale, &b)
+}
+
+/// Plane copies of a channel op: output channel `first + k` of `to` is channel `map[k]` of
+/// `from`.
+pub(crate) struct ChannelCopy {
+    pub from: Value,
+    pub to: Value,
+    pub map: Vec<usize>,
+    pub first: usize,
+}
+
+/// The plane copies that compute concat, split, gather or channel shuffle node `id`.
+pub(crate) fn channel_copies(graph: &ir::Graph, id: NodeId) -> Vec<ChannelCopy> {
+    let operands = graph.operands(id);
+    let out = Value { node: id, port: 0 };
+    match &graph.node(id).op {
+        Op::Concat => {
+            let mut first = 0;
+            operands
+                .iter()
+                .map(|&from| {
+                    let c = graph.shape(from).channels();
+                    first += c;
+                    ChannelCopy { from, to: out, map: (0..c).collect(), first: first - c }
+                })
+                .collect()
+        }
+        Op::Split { sizes } => {
+            let mut start = 0;
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(port, &s)| {
+                    start += s;
+                    let to = Value { node: id, port };
+                    ChannelCopy { from: operands[0], to, map: (start - s..start).collect(), first: 0 }
+                })
+                .collect()
+        }
+        Op::Gather { channels } => {
+            vec![ChannelCopy { from: operands[0], to: out, map: channels.clone(), first: 0 }]
+        }
+        Op::ChannelShuffle { groups } => {
+            let c = graph.shape(out).channels();
+            let map = (0..c).map(|o| (o % groups) * (c / groups) + o / groups).collect();
+            vec![ChannelCopy { from: operands[0], to: out, map, first: 0 }]
+        }
+        op => unreachable!("{} is no channel op", op.name()),
+    }
+}
+
+/// For flatten, reshape or transpose node `id`: the element of one input batch item that
+/// each element of an output item copies (the batch axis never moves).
+pub(crate) fn element_sources(graph: &ir::Graph, id: NodeId) -> Vec<usize> {
+    let x = graph.operands(id)[0];
+    match &graph.node(id).op {
+        Op::Transpose { perm } => {
+            let mut item = graph.shape(x).dims().to_vec();
+            item[0] = 1;
+            ir::eval::transpose_sources(&item, perm)
+        }
+        _ => (0..graph.shape(x).item_numel()).collect(),
     }
 }

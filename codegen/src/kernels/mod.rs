@@ -1,7 +1,7 @@
 //! The kernels a step can run, each an `impl Lowering` block that writes LLVM IR.
 
 pub mod direct;
-mod elementwise;
+pub mod elementwise;
 mod gemm;
 mod linear;
 mod training;
