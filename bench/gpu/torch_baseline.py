@@ -8,6 +8,7 @@ torchvision, so it runs on a machine with a GPU and no network.
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 
@@ -66,9 +67,10 @@ def main():
             rows.append({"model": name, "batch": batch, "eager_ms": eager, "compile_ms": fast})
             fast_text = f"{fast:.3f}" if fast is not None else "–"
             print(f"| {name} | {batch} | {eager:.3f} | {fast_text} |", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            if args.json:  # after every row, whole, so that a run stopped by a time limit keeps its rows
+                with open(args.json + ".partial", "w") as f:
+                    json.dump(rows, f, indent=1)
+                os.replace(args.json + ".partial", args.json)
 
 
 if __name__ == "__main__":
