@@ -41,9 +41,7 @@ fn read_npy(p: &Path) -> (Vec<u64>, Vec<f32>) {
 }
 
 fn relative_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(f32::MIN_POSITIVE);
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    ir::Tensor::new(&[a.len()], a.to_vec()).relative_error(&ir::Tensor::new(&[b.len()], b.to_vec()))
 }
 
 /// A batch-2 input, and the interpreter's output on it.

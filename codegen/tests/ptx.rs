@@ -23,7 +23,7 @@ fn ptxas() -> Option<PathBuf> {
         .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
-fn compile(graph: &ir::Graph, level: Level, arch: &str) -> codegen::gpu::PtxModule {
+fn compile(graph: &ir::Graph, level: Level, arch: &str) -> cuda::Files {
     let weights = ir::Weights::seeded(graph, 1);
     let opt = passes::optimize(graph, &weights, level, None);
     codegen::gpu::compile_ptx(&opt.graph, &opt.weights, &opt.plan, arch)

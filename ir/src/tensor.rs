@@ -35,7 +35,13 @@ impl Tensor {
     /// error of `self` against the reference `b`, as the parity tests state it.
     pub fn relative_error(&self, reference: &Tensor) -> f32 {
         assert_eq!(self.shape, reference.shape, "comparing tensors of different shapes");
-        let max_diff = self.data.iter().zip(&reference.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        // NaN wins the fold (`f32::max` would drop it), so that NaN outputs never pass.
+        let max_diff = self
+            .data
+            .iter()
+            .zip(&reference.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, |m: f32, d| if d > m || d.is_nan() { d } else { m });
         let max_ref = reference.data.iter().map(|b| b.abs()).fold(0.0, f32::max);
         if max_diff == 0.0 { 0.0 } else { max_diff / max_ref.max(f32::MIN_POSITIVE) }
     }
@@ -51,5 +57,9 @@ mod tests {
         let b = Tensor::new(&[3], vec![1.0, 2.0, 4.0]);
         assert!((a.relative_error(&b) - 0.1 / 4.0).abs() < 1e-6);
         assert_eq!(b.relative_error(&b), 0.0);
+        let nan = Tensor::new(&[3], vec![f32::NAN, 2.0, 4.0]);
+        assert!(nan.relative_error(&b).is_nan(), "a NaN output is no small error");
+        let late = Tensor::new(&[3], vec![1.5, 2.0, f32::NAN]);
+        assert!(late.relative_error(&b).is_nan(), "nor after a larger difference");
     }
 }

@@ -55,7 +55,12 @@ pub fn compile(
 
 /// The input every timed run reads. Speed does not depend on the values, so it is always the same.
 pub fn input(model: &CompiledModel) -> Vec<f32> {
-    let numel: usize = model.input_shape().iter().product();
+    input_of_shape(model.input_shape())
+}
+
+/// The timed runs' input for a network whose input has `shape`.
+pub fn input_of_shape(shape: &[usize]) -> Vec<f32> {
+    let numel: usize = shape.iter().product();
     (0..numel).map(|i| (i % 255) as f32 / 127.5 - 1.0).collect()
 }
 

@@ -1,4 +1,5 @@
-//! `archc bench`: compiles a network for this CPU and measures it with the bench protocol.
+//! `archc bench`: compiles a network for this CPU (or an NVIDIA GPU) and measures it with the
+//! bench protocol.
 
 use std::io::Write;
 
@@ -31,12 +32,28 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Where to run: this CPU, or an NVIDIA GPU (PTX through the CUDA driver; times by CUDA
+    /// events around one replay of the launches captured as a CUDA graph).
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: Device,
+}
+
+/// What `--device` accepts.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Device {
+    /// This machine's CPU.
+    Cpu,
+    /// GPU 0, through the CUDA driver.
+    Cuda,
 }
 
 /// Runs `archc bench`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let graph = args.network.build()?;
     let weights = args.weights.load(&graph)?;
+    if args.device == Device::Cuda {
+        return bench_cuda(args, &graph, &weights);
+    }
     let mut model = search::measure::compile(&graph, &weights, args.level.level())
         .with_context(|| format!("compiling {}", graph.name()))?;
     model.set_threads(args.threads as usize);
@@ -104,6 +121,53 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// `archc bench --device cuda`: the same protocol on GPU 0.
+fn bench_cuda(args: &Args, graph: &ir::Graph, weights: &ir::Weights) -> anyhow::Result<()> {
+    if args.profile {
+        return Err(super::InputError(
+            "`--profile` times CPU kernels; it is not available with `--device cuda`".into(),
+        )
+        .into());
+    }
+    cuda::require_driver()?;
+    let start = std::time::Instant::now();
+    let opt = passes::optimize(graph, weights, args.level.level(), None);
+    let files = codegen::gpu::compile_ptx(&opt.graph, &opt.weights, &opt.plan, codegen::gpu::ARCHS[0])
+        .with_context(|| format!("compiling {} for a GPU", graph.name()))?;
+    let compile_s = start.elapsed().as_secs_f64();
+    let mut model = cuda::CudaModel::load(&files.ptx, &files.plan, &files.weights)?;
+    let input_shape = &files.plan.inputs[0];
+    let input = search::measure::input_of_shape(input_shape);
+    let ms = model.time(&input, args.warmup as usize, args.runs as usize, cuda::Submit::Graph)?;
+    let timing = codegen::bench::Timing::of(
+        &ms.iter().map(|&m| std::time::Duration::from_secs_f64(m / 1e3)).collect::<Vec<_>>(),
+    );
+    let (batch, macs) = (input_shape[0], files.plan.macs());
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = serde_json::json!({
+            "network": graph.name(), "median_ms": timing.median_ms, "min_ms": timing.min_ms,
+            "p90_ms": timing.p90_ms, "runs": args.runs, "batch": batch, "macs": macs,
+            "compile_s": compile_s, "device": model.device_name(), "kernels": files.plan.kernels.len(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} on {}: batch {batch}, {} kernels, {} runs: median {:.3} ms, min {:.3} ms, p90 {:.3} ms ({:.1} GFLOP/s)",
+        graph.name(),
+        model.device_name(),
+        files.plan.kernels.len(),
+        args.runs,
+        timing.median_ms,
+        timing.min_ms,
+        timing.p90_ms,
+        gflops(macs, timing.median_ms),
+    )?;
     Ok(())
 }
 

@@ -96,7 +96,10 @@ impl std::error::Error for InputError {}
 /// Exit status for an error: 2 for bad input (files, flags, networks), 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     let bad_input = |c: &(dyn std::error::Error + 'static)| {
-        c.is::<ir::Error>() || c.is::<InputError>() || c.is::<::search::Error>()
+        c.is::<ir::Error>()
+            || c.is::<InputError>()
+            || c.is::<::search::Error>()
+            || c.downcast_ref::<cuda::Error>().is_some_and(cuda::Error::is_bad_input)
     };
     if e.chain().any(bad_input) { 2 } else { 1 }
 }

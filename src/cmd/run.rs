@@ -14,6 +14,8 @@ enum Backend {
     Interp,
     /// Native code for this CPU, compiled through LLVM.
     Cpu,
+    /// An NVIDIA GPU: PTX compiled through LLVM, run through the CUDA driver.
+    Cuda,
 }
 
 /// Flags of `archc run`.
@@ -33,7 +35,7 @@ pub struct Args {
     #[arg(long, value_name = "K")]
     top: Option<usize>,
     /// Where to run.
-    #[arg(long, value_enum, default_value = "interp")]
+    #[arg(long, visible_alias = "device", value_enum, default_value = "interp")]
     backend: Backend,
     /// Threads of the `cpu` backend, the calling one included.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -73,6 +75,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             model.set_threads(args.threads as usize);
             let shape = opt.graph.shape(opt.graph.outputs()[0]).dims().to_vec();
             ir::Tensor::new(&shape, model.run(&input.data))
+        }
+        Backend::Cuda => {
+            cuda::require_driver()?;
+            let files =
+                codegen::gpu::compile_ptx(&opt.graph, &opt.weights, &opt.plan, codegen::gpu::ARCHS[0])
+                    .with_context(|| format!("compiling {} for a GPU", graph.name()))?;
+            let mut model = cuda::CudaModel::load(&files.ptx, &files.plan, &files.weights)?;
+            let shape = opt.graph.shape(opt.graph.outputs()[0]).dims().to_vec();
+            ir::Tensor::new(&shape, model.run(&input.data)?)
         }
     };
     crate::npy::write(&args.output, &output)?;

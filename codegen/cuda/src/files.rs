@@ -106,7 +106,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(folder).map_err(io)?;
+    // Readable by all, as a file written in place would be (a temporary file is private).
+    let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+    let mut tmp = tempfile::Builder::new().permissions(readable).tempfile_in(folder).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     // The temporary file is deleted if anything above or the rename fails.
     tmp.persist(path).map_err(|e| io(e.error))?;

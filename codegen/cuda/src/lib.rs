@@ -13,5 +13,5 @@ mod plan;
 
 pub use error::{Error, Result};
 pub use files::{Files, paths};
-pub use model::{CudaModel, Submit, has_driver};
+pub use model::{CudaModel, Submit, has_driver, require_driver};
 pub use plan::{Buffer, Launch, LaunchPlan};

@@ -203,6 +203,12 @@ pub fn has_driver() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
+/// Errs with [`Error::NoDriver`] unless [`has_driver`]: for callers that would otherwise
+/// compile a network only to find that it cannot run.
+pub fn require_driver() -> Result<()> {
+    if has_driver() { Ok(()) } else { Err(Error::NoDriver) }
+}
+
 /// A context on GPU 0, or the reason there is none. Probes for libcuda first: cudarc's
 /// dynamic loading panics when the library is missing.
 fn context() -> Result<Arc<CudaContext>> {

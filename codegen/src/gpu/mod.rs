@@ -25,18 +25,9 @@ const THREADS: usize = 256;
 /// The symbol prefix of PTX kernels.
 const PTX_SYMBOL: &str = "archc";
 
-/// A network compiled for an NVIDIA GPU.
-pub struct PtxModule {
-    /// The PTX text: one `.entry` per launch.
-    pub ptx: String,
-    /// What to launch, in order.
-    pub plan: cuda::LaunchPlan,
-    /// The weights blob the kernels read.
-    pub weights: Vec<f32>,
-}
-
-/// Compiles `graph` (with `weights`, placed by `plan`) to PTX for `arch` (one of [`ARCHS`]).
-pub fn compile_ptx(graph: &Graph, weights: &Weights, plan: &Plan, arch: &str) -> Result<PtxModule, Error> {
+/// Compiles `graph` (with `weights`, placed by `plan`) to PTX for `arch` (one of [`ARCHS`]):
+/// the module, its launch plan and the weights blob its kernels read.
+pub fn compile_ptx(graph: &Graph, weights: &Weights, plan: &Plan, arch: &str) -> Result<cuda::Files, Error> {
     if !ARCHS.contains(&arch) {
         return Err(Error::Unsupported(format!("GPU architecture `{arch}`; known: {}", ARCHS.join(", "))));
     }
@@ -72,7 +63,7 @@ pub fn compile_ptx(graph: &Graph, weights: &Weights, plan: &Plan, arch: &str) ->
         outputs: dims(graph.outputs()),
         kernels: launches,
     };
-    Ok(PtxModule { ptx, plan, weights: blob })
+    Ok(cuda::Files { ptx, plan, weights: blob })
 }
 
 /// Compiles the GPU kernels of `graph` for this CPU, each grid run block by block on the
