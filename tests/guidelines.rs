@@ -72,7 +72,8 @@ fn cuda_and_bad_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "error: --device cuda: archc has no CUDA backend yet; measure with --device cpu\n"
+        "error: --device cuda: the guideline experiments are timed on the CPU only so far \
+         (`archc bench --device cuda` times one network on a GPU); measure with --device cpu\n"
     );
     for bad in [["--device", "tpu"], ["--threads", "0"], ["--shapes", "x"]] {
         let out = archc(&["guidelines", bad[0], bad[1]]);

@@ -13,7 +13,7 @@ use super::InputError;
 /// Flags of `archc guidelines`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where to measure: this machine's CPU, or an NVIDIA GPU (no CUDA backend yet).
+    /// Where to measure: this machine's CPU, or an NVIDIA GPU (not yet: see `archc bench --device cuda`).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     device: Device,
     /// Threads per run, the calling one included.
@@ -86,7 +86,8 @@ const FULL: Mode = Mode { name: "full", warmup: 2, runs: 50, rounds: 5, models: 
 /// Runs `archc guidelines`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.device == Device::Cuda {
-        let message = "--device cuda: archc has no CUDA backend yet; measure with --device cpu";
+        let message = "--device cuda: the guideline experiments are timed on the CPU only so far \
+                       (`archc bench --device cuda` times one network on a GPU); measure with --device cpu";
         return Err(InputError(message.into()).into());
     }
     let start = Instant::now();
