@@ -133,6 +133,7 @@ mod tests {
             threads: 128,
             shared_bytes: 4096,
             macs: 1000,
+            arena_offset: Some(256),
         };
         let plan = LaunchPlan {
             network: "tiny".into(),

@@ -33,6 +33,8 @@ pub struct Launch {
     pub shared_bytes: u32,
     /// Multiply-adds.
     pub macs: u64,
+    /// Byte offset in the arena of the buffer it writes (none for the copy to the output).
+    pub arena_offset: Option<u64>,
 }
 
 /// How to run a network's PTX module: launch `kernels` in order, on one stream, each with

@@ -74,6 +74,7 @@ impl Kernels<'_> {
             }
             Op::Concat | Op::Split { .. } | Op::Gather { .. } | Op::ChannelShuffle { .. } => {
                 for copy in channel_copies(graph, id) {
+                    self.writes = Some(copy.to);
                     let inner = planes(graph.shape(copy.from)).1;
                     let table = self.l.index_table(&copy.map);
                     let count = copy.map.len();

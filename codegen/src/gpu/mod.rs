@@ -9,7 +9,7 @@ mod kernels;
 use std::time::Instant;
 
 use ir::{Graph, Value, Weights};
-use passes::plan::Plan;
+use passes::plan::{Placement, Plan};
 
 use crate::emit::{self, Function};
 use crate::lower::{Lowering, STEP_PARAMS, StepInfo};
@@ -98,11 +98,13 @@ struct Kernels<'a> {
     l: Lowering<'a>,
     dialect: Dialect,
     launches: Vec<cuda::Launch>,
+    /// The value the next launches write, whose buffer's arena offset the plan records.
+    writes: Option<Value>,
 }
 
 impl<'a> Kernels<'a> {
     fn new(l: Lowering<'a>, dialect: Dialect) -> Self {
-        Kernels { l, dialect, launches: Vec::new() }
+        Kernels { l, dialect, launches: Vec::new(), writes: None }
     }
 
     /// Every kernel of the network, in schedule order: copy in, the nodes, copy out.
@@ -111,6 +113,7 @@ impl<'a> Kernels<'a> {
         let inputs: Vec<Value> = graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect();
         self.external(&inputs, "%in", true);
         for (id, chain, info) in crate::lower::kernel_groups(graph, self.l.plan) {
+            self.writes = Some(chain.output(id));
             self.node(info, id, &chain)?;
         }
         self.external(graph.outputs(), "%out", false);
@@ -128,6 +131,10 @@ impl<'a> Kernels<'a> {
             threads: grid.threads as u32,
             shared_bytes: (grid.shared_floats * 4) as u32,
             macs: info.macs,
+            arena_offset: self.writes.map(|v| match &self.l.plan.placements[&v] {
+                Placement::Whole(b) => self.l.plan.buffers[*b].offset as u64,
+                Placement::Planes(_) => unreachable!("kernels write whole buffers; views launch nothing"),
+            }),
         });
         match self.dialect {
             Dialect::Device => {
@@ -201,6 +208,7 @@ impl<'a> Kernels<'a> {
         let graph = self.l.graph;
         let mut start = 0;
         for &v in values {
+            self.writes = into_arena.then_some(v);
             let shape = graph.shape(v);
             let (c, inner) = crate::lower::planes(shape);
             let name = if into_arena { "input" } else { "output" };
