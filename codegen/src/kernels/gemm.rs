@@ -196,6 +196,7 @@ impl Lowering<'_> {
         let per_task = (TASK_MACS / (rows * cols * pr.k)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors);
+        let narrow = self.narrow_tile(&chain.steps, &pr);
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -238,7 +239,7 @@ impl Lowering<'_> {
                 let valid = f.let_("ok", format!("icmp ult i64 {t}, {tiles}"));
                 f.when(&valid, |f| {
                     let (pt, mt) = (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles));
-                    match (&shift, row_tiles) {
+                    let (in_off, p_valid, out_off) = match (&shift, row_tiles) {
                         (Some((s, _)), Some(per_row)) => {
                             let (oy, c) = (f.int("udiv", &pt, per_row), f.int("urem", &pt, per_row));
                             let ox = f.int("mul", &c, cols);
@@ -248,15 +249,18 @@ impl Lowering<'_> {
                             let in_off = f.int("add", &in_off, &ox);
                             let out_off = f.int("mul", &oy, s.out_row);
                             let out_off = f.int("add", &out_off, &ox);
-                            outputs.call(f, &tile, &pr, &mt, &inputs, &in_off, &p_valid, &out_off);
+                            (in_off, p_valid, out_off)
                         }
                         _ => {
                             let p0 = f.int("mul", &pt, cols);
                             let left = f.int("sub", pr.p, &p0);
                             let p_valid = f.umin(&left, cols);
-                            outputs.call(f, &tile, &pr, &mt, &inputs, &p0, &p_valid, &p0);
+                            (p0.clone(), p_valid, p0)
                         }
-                    }
+                    };
+                    tiles_fitting(f, &tile, narrow.as_deref(), pr.lanes, &p_valid, |f, tile| {
+                        outputs.call(f, tile, &pr, &mt, &inputs, &in_off, &p_valid, &out_off)
+                    });
                 });
             });
         });
@@ -283,6 +287,7 @@ impl Lowering<'_> {
         let per_chunk = m_tiles.div_ceil((8usize.div_ceil(base)).min(m_tiles));
         let chunks = m_tiles.div_ceil(per_chunk);
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors);
+        let narrow = self.narrow_tile(&chain.steps, &pr);
         self.parallel(f, base * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -325,10 +330,18 @@ impl Lowering<'_> {
                 let p0 = f.int("add", &p_start, &offset);
                 f.count(&m_count, |f, i| {
                     let mt = f.int("add", &first_m, i);
-                    outputs.call(f, &tile, &pr, &mt, &inputs, &offset, &p_valid, &p0);
+                    tiles_fitting(f, &tile, narrow.as_deref(), pr.lanes, &p_valid, |f, tile| {
+                        outputs.call(f, tile, &pr, &mt, &inputs, &offset, &p_valid, &p0)
+                    });
                 });
             });
         });
+    }
+
+    /// For tiles several vectors wide, the micro-kernel one vector wide: a pixel tail that
+    /// fits one vector (a 7x7 plane's 49th pixel) then costs half the multiply-adds.
+    fn narrow_tile(&mut self, steps: &[Step], pr: &Product) -> Option<String> {
+        (pr.vectors > 1).then(|| self.tile(steps, pr.rows, 1))
     }
 
     /// The micro-kernel with epilogue `steps`, defined on first use:
@@ -486,6 +499,23 @@ impl Outputs {
             pr.k
         ));
     }
+}
+
+/// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `narrow` (one
+/// vector wide) when there is one and they fit one vector of `lanes`, else `wide`.
+fn tiles_fitting(
+    f: &mut Function,
+    wide: &str,
+    narrow: Option<&str>,
+    lanes: usize,
+    p_valid: &str,
+    call: impl Fn(&mut Function, &str),
+) {
+    let Some(narrow) = narrow else { return call(f, wide) };
+    let short = f.let_("short", format!("icmp ule i64 {p_valid}, {lanes}"));
+    let long = f.let_("long", format!("xor i1 {short}, true"));
+    f.when(&short, |f| call(f, narrow));
+    f.when(&long, |f| call(f, wide));
 }
 
 /// Fills one im2col row: `dst[j]` for the block's pixels `p_start + j` (`j < p_count`) is the
