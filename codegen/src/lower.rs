@@ -77,7 +77,7 @@ pub fn lower(
     symbol: &str,
 ) -> Result<Lowered, Error> {
     let mut l = Lowering::new(graph, weights, plan, isa, symbol);
-    let inputs: Vec<Value> = graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect();
+    let inputs = input_values(graph);
     let read_only = |(user, _, _): &(NodeId, usize, usize)| {
         matches!(graph.node(*user).op, Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_) | Op::Linear { .. })
             && !plan.views.contains(user)
@@ -99,8 +99,17 @@ pub fn lower(
     l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
         l.copy_external(f, graph.outputs(), "%out", false)
     });
-    let dims = |values: &[Value]| values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect();
-    Ok(l.finish(dims(&inputs), dims(graph.outputs())))
+    Ok(l.finish())
+}
+
+/// The graph's inputs, as values, in order.
+pub(crate) fn input_values(graph: &Graph) -> Vec<Value> {
+    graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect()
+}
+
+/// The shapes (NCHW, the batch included) of `values`.
+pub(crate) fn shapes(graph: &Graph, values: &[Value]) -> Vec<Vec<usize>> {
+    values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect()
 }
 
 /// The network's kernels in schedule order: each node that computes something (not an input,
@@ -399,7 +408,9 @@ impl<'a> Lowering<'a> {
     }
 
     /// The CPU module: `forward` calling every step in order, and the exported step table.
-    pub fn finish(self, inputs: Vec<Vec<usize>>, outputs: Vec<Vec<usize>>) -> Lowered {
+    pub fn finish(self) -> Lowered {
+        let inputs = shapes(self.graph, &input_values(self.graph));
+        let outputs = shapes(self.graph, self.graph.outputs());
         let symbol = self.symbol;
         let forward = format!("{symbol}_forward");
         let mut ir = String::new();

@@ -152,17 +152,19 @@ impl Kernels<'_> {
         let [_, cin, h, w] = graph.shape(x).dims()[..] else { unreachable!("conv input is NCHW") };
         let [n, cout, oh, ow] = graph.shape(out).dims()[..] else { unreachable!("conv output is NCHW") };
         let (group_in, group_out) = (cin / conv.groups, cout / conv.groups);
-        let ([kh, kw], stride, padding, dilation) = (conv.kernel, conv.stride, conv.padding, conv.dilation);
+        let [kh, kw] = conv.kernel;
+        let window = Window {
+            kernel: conv.kernel,
+            stride: conv.stride,
+            padding: conv.padding,
+            dilation: conv.dilation,
+        };
         let chain = chain.clone();
         self.each(info, &[n, cout, oh, ow], |l, f, i| {
             let (item, co, oy, ox) = (&i[0], &i[1], &i[2], &i[3]);
             let acc = bias_accumulator(f, bias, co);
             let group = f.int("udiv", co, group_out);
             let first_in = f.int("mul", &group, group_in);
-            let y0 = f.int("mul", oy, stride[0]);
-            let y0 = f.int("sub", &y0, padding[0]);
-            let x0 = f.int("mul", ox, stride[1]);
-            let x0 = f.int("sub", &x0, padding[1]);
             let row = f.int("mul", co, group_in);
             f.count(group_in, |f, ci| {
                 let c = f.int("add", &first_in, ci);
@@ -170,24 +172,13 @@ impl Kernels<'_> {
                 let taps = f.int("add", &row, ci);
                 let taps = f.int("mul", &taps, kh * kw);
                 let taps = f.int("add", &taps, weights);
-                f.count(kh, |f, ky| {
-                    let dy = f.int("mul", ky, dilation[0]);
-                    let iy = f.int("add", &y0, &dy);
-                    f.count(kw, |f, kx| {
-                        let dx = f.int("mul", kx, dilation[1]);
-                        let ix = f.int("add", &x0, &dx);
-                        let inside = f.inside(&iy, h as isize, &ix, w as isize);
-                        f.when(&inside, |f| {
-                            let pixel = f.int("mul", &iy, w);
-                            let pixel = f.int("add", &pixel, &ix);
-                            let v = f.load(&src, &pixel);
-                            let tap = f.int("mul", ky, kw);
-                            let tap = f.int("add", &tap, kx);
-                            let tap = f.int("add", &tap, &taps);
-                            let wv = f.load("%w", &tap);
-                            f.fma_into(Ty::Scalar, &acc, &v, &wv);
-                        });
-                    });
+                window_taps(f, [oy, ox], [h, w], window, |f, ky, kx, pixel| {
+                    let v = f.load(&src, pixel);
+                    let tap = f.int("mul", ky, kw);
+                    let tap = f.int("add", &tap, kx);
+                    let tap = f.int("add", &tap, &taps);
+                    let wv = f.load("%w", &tap);
+                    f.fma_into(Ty::Scalar, &acc, &v, &wv);
                 });
             });
             let pixel = f.int("mul", oy, ow);
@@ -381,32 +372,21 @@ impl Kernels<'_> {
         let out = Value { node: id, port: 0 };
         let [_, _, h, w] = graph.shape(x).dims()[..] else { unreachable!("pool input is NCHW") };
         let [n, c, oh, ow] = graph.shape(out).dims()[..] else { unreachable!("pool output is NCHW") };
+        let window =
+            Window { kernel: pool.kernel, stride: pool.stride, padding: pool.padding, dilation: [1, 1] };
         self.each(info, &[n, c, oh, ow], |l, f, i| {
             let (item, ch, oy, ox) = (&i[0], &i[1], &i[2], &i[3]);
             let acc = f.accumulator(if max { "0xFFF0000000000000" } else { "0.0" });
             let src = l.plane(f, x, ch, item);
-            let y0 = f.int("mul", oy, pool.stride[0]);
-            let y0 = f.int("sub", &y0, pool.padding[0]);
-            let x0 = f.int("mul", ox, pool.stride[1]);
-            let x0 = f.int("sub", &x0, pool.padding[1]);
-            f.count(pool.kernel[0], |f, ky| {
-                let iy = f.int("add", &y0, ky);
-                f.count(pool.kernel[1], |f, kx| {
-                    let ix = f.int("add", &x0, kx);
-                    let inside = f.inside(&iy, h as isize, &ix, w as isize);
-                    f.when(&inside, |f| {
-                        let pixel = f.int("mul", &iy, w);
-                        let pixel = f.int("add", &pixel, &ix);
-                        let v = f.load(&src, &pixel);
-                        let a = f.read(&acc);
-                        let r = if max {
-                            f.let_("m", format!("call float @llvm.maxnum.f32(float {a}, float {v})"))
-                        } else {
-                            f.let_("s", format!("fadd float {a}, {v}"))
-                        };
-                        f.line(format!("store float {r}, ptr {acc}"));
-                    });
-                });
+            window_taps(f, [oy, ox], [h, w], window, |f, _, _, pixel| {
+                let v = f.load(&src, pixel);
+                let a = f.read(&acc);
+                let r = if max {
+                    f.let_("m", format!("call float @llvm.maxnum.f32(float {a}, float {v})"))
+                } else {
+                    f.let_("s", format!("fadd float {a}, {v}"))
+                };
+                f.line(format!("store float {r}, ptr {acc}"));
             });
             let mut y = f.read(&acc);
             if !max {
@@ -425,6 +405,45 @@ impl Kernels<'_> {
         let bias = if has_bias { self.l.param(node, "bias") } else { vec![0.0; len] };
         self.l.push(&bias)
     }
+}
+
+/// A sliding window's geometry along height and width.
+#[derive(Clone, Copy)]
+struct Window {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+/// Emits `body(f, ky, kx, pixel)` for each tap `(ky, kx)` of output `(oy, ox)`'s window that
+/// lies inside the `h x w` input, `pixel` being the tap's flat index in the input plane.
+fn window_taps(
+    f: &mut Function,
+    [oy, ox]: [&str; 2],
+    [h, w]: [usize; 2],
+    window: Window,
+    body: impl Fn(&mut Function, &str, &str, &str),
+) {
+    let Window { kernel, stride, padding, dilation } = window;
+    let y0 = f.int("mul", oy, stride[0]);
+    let y0 = f.int("sub", &y0, padding[0]);
+    let x0 = f.int("mul", ox, stride[1]);
+    let x0 = f.int("sub", &x0, padding[1]);
+    f.count(kernel[0], |f, ky| {
+        let dy = f.int("mul", ky, dilation[0]);
+        let iy = f.int("add", &y0, &dy);
+        f.count(kernel[1], |f, kx| {
+            let dx = f.int("mul", kx, dilation[1]);
+            let ix = f.int("add", &x0, &dx);
+            let inside = f.inside(&iy, h as isize, &ix, w as isize);
+            f.when(&inside, |f| {
+                let pixel = f.int("mul", &iy, w);
+                let pixel = f.int("add", &pixel, &ix);
+                body(f, ky, kx, &pixel);
+            });
+        });
+    });
 }
 
 /// An accumulator initialized to `bias[channel]`.

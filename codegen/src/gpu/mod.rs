@@ -12,7 +12,7 @@ use ir::{Graph, Value, Weights};
 use passes::plan::{Placement, Plan};
 
 use crate::emit::{self, Function};
-use crate::lower::{Lowering, STEP_PARAMS, StepInfo};
+use crate::lower::{Lowering, STEP_PARAMS, StepInfo, input_values, shapes};
 use crate::{CompiledModel, Error, JIT_SYMBOL, Target};
 use grid::{Block, Dialect, Grid};
 
@@ -46,8 +46,6 @@ pub fn compile_ptx(graph: &Graph, weights: &Weights, plan: &Plan, arch: &str) ->
     let path = dir.path().join("network.ptx");
     crate::build::write_ir(&ir, &target, 3, None, crate::build::ModuleFile::Assembly, &path)?;
     let ptx = std::fs::read_to_string(&path)?;
-    let dims = |values: &[Value]| values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect();
-    let inputs: Vec<Value> = graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect();
     let plan = cuda::LaunchPlan {
         network: graph.name().to_string(),
         arch: arch.to_string(),
@@ -59,8 +57,8 @@ pub fn compile_ptx(graph: &Graph, weights: &Weights, plan: &Plan, arch: &str) ->
         ],
         arena_bytes: plan.peak_bytes.next_multiple_of(64) as u64,
         weight_floats: blob.len() as u64,
-        inputs: dims(&inputs),
-        outputs: dims(graph.outputs()),
+        inputs: shapes(graph, &input_values(graph)),
+        outputs: shapes(graph, graph.outputs()),
         kernels: launches,
     };
     Ok(cuda::Files { ptx, plan, weights: blob })
@@ -79,9 +77,7 @@ pub fn compile_emulated(
     let mut k =
         Kernels::new(Lowering::new(graph, weights, plan, target.isa(), JIT_SYMBOL), Dialect::Emulated);
     k.network()?;
-    let dims = |values: &[Value]| values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect();
-    let inputs: Vec<Value> = graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect();
-    let lowered = k.l.finish(dims(&inputs), dims(graph.outputs()));
+    let lowered = k.l.finish();
     CompiledModel::load(lowered, &target, llvm_level, start)
 }
 
@@ -110,8 +106,7 @@ impl<'a> Kernels<'a> {
     /// Every kernel of the network, in schedule order: copy in, the nodes, copy out.
     fn network(&mut self) -> Result<(), Error> {
         let graph = self.l.graph;
-        let inputs: Vec<Value> = graph.inputs().iter().map(|&node| Value { node, port: 0 }).collect();
-        self.external(&inputs, "%in", true);
+        self.external(&input_values(graph), "%in", true);
         for (id, chain, info) in crate::lower::kernel_groups(graph, self.l.plan) {
             self.writes = Some(chain.output(id));
             self.node(info, id, &chain)?;
