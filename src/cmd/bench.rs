@@ -132,11 +132,9 @@ fn bench_cuda(args: &Args, graph: &ir::Graph, weights: &ir::Weights) -> anyhow::
         )
         .into());
     }
-    cuda::require_driver()?;
     let start = std::time::Instant::now();
     let opt = passes::optimize(graph, weights, args.level.level(), None);
-    let files = codegen::gpu::compile_ptx(&opt.graph, &opt.weights, &opt.plan, codegen::gpu::ARCHS[0])
-        .with_context(|| format!("compiling {} for a GPU", graph.name()))?;
+    let files = super::compile_for_gpu(graph.name(), &opt)?;
     let compile_s = start.elapsed().as_secs_f64();
     let mut model = cuda::CudaModel::load(&files.ptx, &files.plan, &files.weights)?;
     let input_shape = &files.plan.inputs[0];

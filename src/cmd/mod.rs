@@ -104,6 +104,14 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.chain().any(bad_input) { 2 } else { 1 }
 }
 
+/// Compiles an optimized network to PTX for the GPU `run` and `bench` use; fails first, with
+/// one sentence, where this machine has no CUDA driver to run it.
+pub fn compile_for_gpu(name: &str, opt: &passes::Optimized) -> anyhow::Result<cuda::Files> {
+    cuda::require_driver()?;
+    codegen::gpu::compile_ptx(&opt.graph, &opt.weights, &opt.plan, codegen::gpu::ARCHS[0])
+        .with_context(|| format!("compiling {name} for a GPU"))
+}
+
 /// Formats an integer with thousands separators (`1,366,792`), as the paper's tables read.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

@@ -77,10 +77,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ir::Tensor::new(&shape, model.run(&input.data))
         }
         Backend::Cuda => {
-            cuda::require_driver()?;
-            let files =
-                codegen::gpu::compile_ptx(&opt.graph, &opt.weights, &opt.plan, codegen::gpu::ARCHS[0])
-                    .with_context(|| format!("compiling {} for a GPU", graph.name()))?;
+            let files = super::compile_for_gpu(graph.name(), &opt)?;
             let mut model = cuda::CudaModel::load(&files.ptx, &files.plan, &files.weights)?;
             let shape = opt.graph.shape(opt.graph.outputs()[0]).dims().to_vec();
             ir::Tensor::new(&shape, model.run(&input.data)?)
