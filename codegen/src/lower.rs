@@ -245,6 +245,30 @@ impl<'a> Lowering<'a> {
         f.line(format!("call void @archc_parallel_for(ptr {name}, ptr {ctx}, i64 {tasks})"));
     }
 
+    /// Runs `body(l, f, n, c, plane)` on the thread pool for channel plane `c` of batch item
+    /// `n` (flat index `plane = n * channels + c`) of every item, `per_task` planes per task.
+    pub fn parallel_planes(
+        &mut self,
+        f: &mut Function,
+        batch: usize,
+        channels: usize,
+        per_task: usize,
+        body: impl FnOnce(&mut Self, &mut Function, &str, &str, &str),
+    ) {
+        let planes = batch * channels;
+        let per_task = per_task.clamp(1, planes);
+        self.parallel(f, planes.div_ceil(per_task), |l, f| {
+            let first = f.int("mul", "%t", per_task);
+            let left = f.int("sub", planes, &first);
+            let count = f.umin(&left, per_task);
+            f.count(&count, |f, i| {
+                let plane = f.int("add", &first, i);
+                let (n, c) = (f.int("udiv", &plane, channels), f.int("urem", &plane, channels));
+                body(l, f, &n, &c, &plane);
+            });
+        });
+    }
+
     /// The global table of channel planes of `v`: `[c x {i64 offset, i64 item_stride}]`.
     fn table(&mut self, v: Value) -> String {
         if let Some(t) = self.tables.get(&v) {
@@ -378,6 +402,8 @@ impl<'a> Lowering<'a> {
                     self.window(f, id, chain);
                 } else if crate::kernels::direct::suits(conv, cin) {
                     self.direct_conv(f, id, chain);
+                } else if crate::kernels::winograd::suits(conv, cin) {
+                    self.winograd_conv(f, id, chain);
                 } else if conv.stride == [1, 1] && self.rows_fill_tiles(id) {
                     self.shifted_conv(f, id, chain);
                 } else {

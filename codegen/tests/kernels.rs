@@ -38,6 +38,22 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
         [7, 9, 11],
         "Conv(out: 9, kernel: 3, padding: 0, act: Relu), Conv(out: 5, kernel: 5, padding: 1)",
     ),
+    ("winograd_odd", [9, 7, 5], "Conv(out: 11, kernel: 3, bias: true, act: Relu)"),
+    (
+        "winograd_residual",
+        [16, 13, 18],
+        r#"Alias(name: "x"), Conv(name: "c", out: 16, kernel: 3, bn: true), Add(["x", "c"]), Relu"#,
+    ),
+    (
+        "winograd_paddings",
+        [8, 20, 35],
+        "Conv(out: 13, kernel: 3, padding: 0), Conv(out: 9, kernel: 3, padding: 2, act: Hardswish)",
+    ),
+    (
+        "winograd_one_pixel",
+        [8, 3, 3],
+        "Conv(out: 8, kernel: 3, padding: 0), Conv(out: 10, kernel: 3, act: Relu6)",
+    ),
     ("conv7", [3, 19, 18], "Conv(out: 17, kernel: 7, stride: 2, padding: 3)"),
     ("conv_grouped", [12, 9, 8], "Conv(out: 15, kernel: 3, groups: 3, bias: true)"),
     ("conv_dilated", [5, 11, 12], "Conv(out: 7, kernel: 3, dilation: 2, act: Relu)"),

@@ -40,7 +40,7 @@ fn pack(w: &[f32], rows: usize, k: usize, tile_rows: usize) -> Vec<f32> {
 /// Where a shifted convolution's padded input planes are: arena byte offset `base`, plane
 /// `n * channels + c` at `plane_floats` floats each, `row` floats per padded row; the output
 /// has `rows` rows of `out_row` pixels.
-struct Shift {
+pub(crate) struct Shift {
     base: usize,
     plane_floats: usize,
     channels: usize,
@@ -49,8 +49,46 @@ struct Shift {
     rows: usize,
 }
 
+/// A matrix of a product kept in arena scratch rather than in a value's channel planes: row
+/// `r` of group `g` of batch item `n` starts at byte `base + ((n * groups + g) * rows + r) *
+/// stride * 4`.
+#[derive(Clone)]
+pub(crate) struct ScratchRows {
+    pub base: usize,
+    /// Rows per group.
+    pub rows: usize,
+    /// Floats from one row to the next.
+    pub stride: usize,
+}
+
+impl ScratchRows {
+    /// A stack array of the addresses of the rows of group `group` (of `groups`) of item `n`.
+    fn array(&self, f: &mut Function, groups: usize, group: &str, n: &str) -> String {
+        let array = f.pointer_array(self.rows);
+        let item = f.int("mul", n, groups);
+        let item = f.int("add", &item, group);
+        let first = f.int("mul", &item, self.rows);
+        f.count(self.rows, |f, r| {
+            let row = f.int("add", &first, r);
+            let at = f.int("mul", &row, self.stride * 4);
+            let at = f.int("add", &at, self.base);
+            let p = f.let_("row", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"));
+            let slot = f.pointer_at(&array, r);
+            f.line(format!("store ptr {p}, ptr {slot}"));
+        });
+        array
+    }
+}
+
+/// Where a product's input or output matrix lives.
+pub(crate) enum Operand {
+    /// The channel planes of a value: row `g * rows + r` of group `g` is channel plane `r`.
+    Planes(ir::Value),
+    Scratch(ScratchRows),
+}
+
 /// The shapes of one convolution as a product of matrices, per group.
-struct Product {
+pub(crate) struct Product {
     groups: usize,
     /// Output channels per group.
     m: usize,
@@ -90,15 +128,27 @@ impl Lowering<'_> {
     /// Packs a product's weights `w` (per group, `m x k` row-major, `m = bias.len() / groups`)
     /// and `bias` into the blob, for an output of shape `out`.
     fn product_of(&mut self, w: &[f32], bias: Vec<f32>, groups: usize, k: usize, out: &ir::Shape) -> Product {
+        self.product_over(w, bias, groups, k, planes(out).1, out.batch())
+    }
+
+    /// As `product_of`, for `batch` items of `p` output pixels.
+    pub(crate) fn product_over(
+        &mut self,
+        w: &[f32],
+        bias: Vec<f32>,
+        groups: usize,
+        k: usize,
+        p: usize,
+        batch: usize,
+    ) -> Product {
         let m = bias.len() / groups;
-        let p = planes(out).1;
         // A tile as tall and one vector wide wastes fewer lanes on 7x7 planes, but measured
         // slower: it broadcasts one weight per multiply-add.
         let (rows, vectors) = (self.isa.tile_rows, self.isa.tile_vectors);
         let packed: Vec<f32> =
             (0..groups).flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows)).collect();
         let (a, bias) = (self.push(&packed), self.push(&bias));
-        Product { groups, m, k, p, batch: out.batch(), a, bias, rows, vectors, lanes: self.isa.lanes }
+        Product { groups, m, k, p, batch, a, bias, rows, vectors, lanes: self.isa.lanes }
     }
 
     /// The gradient of a 1x1 convolution (stride 1, groups `groups`) with respect to its input:
@@ -114,7 +164,7 @@ impl Lowering<'_> {
         let transposed: Vec<f32> =
             (0..groups * m * k).map(|i| w[(i / (m * k)) * m * k + (i % k) * m + (i / k) % m]).collect();
         let pr = self.product_of(&transposed, vec![0.0; cin], groups, k, graph.shape(dx));
-        self.planes_gemm_of(f, pr, dy, dx, &Chain::default(), None);
+        self.gemm(f, pr, Operand::Planes(dy), Operand::Planes(dx), &Chain::default(), None);
     }
 
     /// A 1x1 convolution (stride 1, no padding): the input planes are the matrix `X`.
@@ -138,23 +188,14 @@ impl Lowering<'_> {
             phases: 1,
             lanes: self.isa.lanes,
         };
-        let (planes, plane_floats) = (xs[0] * xs[1], layout.floats());
-        let base = self.scratch_arena(planes * plane_floats * 4);
-        let per_task = (TASK_WORK / plane_floats).clamp(1, planes);
-        let chunks = planes.div_ceil(per_task);
-        self.parallel(f, chunks, |l, f| {
-            let first = f.int("mul", "%t", per_task);
-            let left = f.int("sub", planes, &first);
-            let count = f.umin(&left, per_task);
-            f.count(&count, |f, i| {
-                let plane = f.int("add", &first, i);
-                let (n, c) = (f.int("udiv", &plane, xs[1]), f.int("urem", &plane, xs[1]));
-                let src = l.plane(f, x, &c, &n);
-                let at = f.int("mul", &plane, plane_floats * 4);
-                let at = f.int("add", &at, base);
-                let dst = f.let_("dst", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"));
-                layout.fill(f, &dst, &src, [xs[2], xs[3]], conv.padding, "0.0");
-            });
+        let plane_floats = layout.floats();
+        let base = self.scratch_arena(xs[0] * xs[1] * plane_floats * 4);
+        self.parallel_planes(f, xs[0], xs[1], TASK_WORK / plane_floats, |l, f, n, c, plane| {
+            let src = l.plane(f, x, c, n);
+            let at = f.int("mul", plane, plane_floats * 4);
+            let at = f.int("add", &at, base);
+            let dst = f.let_("dst", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"));
+            layout.fill(f, &dst, &src, [xs[2], xs[3]], conv.padding, "0.0");
         });
         let shift =
             Shift { base, plane_floats, channels: xs[1], row: layout.cols, out_row: ys[3], rows: ys[2] };
@@ -168,17 +209,17 @@ impl Lowering<'_> {
         let Op::Conv(conv) = &graph.node(id).op else { unreachable!("a convolution") };
         let pr = self.product(id, chain);
         let (x, out) = (graph.operands(id)[0], chain.output(id));
-        self.planes_gemm_of(f, pr, x, out, chain, shift.map(|s| (s, conv.clone())));
+        self.gemm(f, pr, Operand::Planes(x), Operand::Planes(out), chain, shift.map(|s| (s, conv.clone())));
     }
 
-    /// Tiles of product `pr` from the planes of `x` (or, with `shift`, the padded planes of
-    /// the convolution's input shifted by its taps) into the planes of `out`.
-    fn planes_gemm_of(
+    /// Tiles of product `pr` from `x` (or, with `shift`, the padded planes of the
+    /// convolution's input shifted by its taps) into `out`.
+    pub(crate) fn gemm(
         &mut self,
         f: &mut Function,
         pr: Product,
-        x: ir::Value,
-        out: ir::Value,
+        x: Operand,
+        out: Operand,
         chain: &Chain,
         shift: Option<(Shift, ir::Conv)>,
     ) {
@@ -201,12 +242,13 @@ impl Lowering<'_> {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
             let (group, n) = (f.int("urem", &rest, pr.groups), f.int("udiv", &rest, pr.groups));
-            let inputs = match &shift {
-                None => {
+            let inputs = match (&shift, &x) {
+                (None, Operand::Planes(x)) => {
                     let first_in = f.int("mul", &group, pr.k);
-                    l.plane_array(f, x, &first_in, pr.k, &n)
+                    l.plane_array(f, *x, &first_in, pr.k, &n)
                 }
-                Some((s, conv)) => {
+                (None, Operand::Scratch(rows)) => rows.array(f, pr.groups, &group, &n),
+                (Some((s, conv)), _) => {
                     let [kh, kw] = conv.kernel;
                     let inputs = f.pointer_array(pr.k);
                     let cin = pr.k / (kh * kw);
@@ -232,7 +274,7 @@ impl Lowering<'_> {
                     inputs
                 }
             };
-            let outputs = Outputs::new(l, f, out, chain, &group, &pr, &n);
+            let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
             let first_tile = f.int("mul", &chunk, per_task);
             f.count(per_task, |f, i| {
                 let t = f.int("add", &first_tile, i);
@@ -317,7 +359,7 @@ impl Lowering<'_> {
                 f.line(format!("store ptr {dst}, ptr {slot}"));
                 im2col_row_segments(f, &src, &dst, &p_start, &p_count, &dy, &dx, conv, [xs[2], xs[3]], ow);
             });
-            let outputs = Outputs::new(l, f, out, chain, &group, &pr, &n);
+            let outputs = Outputs::new(l, f, &Operand::Planes(out), chain, &group, &pr, &n);
             let first_m = f.int("mul", &chunk, per_chunk);
             let left = f.int("sub", m_tiles, &first_m);
             let m_count = f.umin(&left, per_chunk);
@@ -451,7 +493,7 @@ impl Outputs {
     fn new(
         l: &mut Lowering<'_>,
         f: &mut Function,
-        out: ir::Value,
+        out: &Operand,
         chain: &Chain,
         group: &str,
         pr: &Product,
@@ -459,7 +501,10 @@ impl Outputs {
     ) -> Outputs {
         let rows = pr.rows;
         let first = f.int("mul", group, pr.m);
-        let outs = l.plane_array(f, out, &first, pr.m, n);
+        let outs = match out {
+            Operand::Planes(out) => l.plane_array(f, *out, &first, pr.m, n),
+            Operand::Scratch(rows) => rows.array(f, pr.groups, group, n),
+        };
         let residuals = chain.residual.map(|r| l.plane_array(f, r, &first, pr.m, n));
         let a = f.int("mul", group, pr.m.div_ceil(rows) * pr.k * rows);
         let a = f.int("add", &a, pr.a);

@@ -6,3 +6,4 @@ mod gemm;
 mod linear;
 mod training;
 pub mod window;
+pub mod winograd;
