@@ -40,6 +40,8 @@ enum Command {
     SearchWorker(cmd::search::WorkerArgs),
     /// Train a network with its compiled training step; write the weights as safetensors.
     Train(cmd::train::Args),
+    /// Time each convolution's candidate schedules on this machine and cache the fastest for compile and bench.
+    Tune(cmd::tune::Args),
     /// Check every network of the zoo and list them with their totals.
     Zoo(cmd::zoo::Args),
 }
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Search(args) => cmd::search::run(&args),
         Command::SearchWorker(args) => cmd::search::run_worker(&args),
         Command::Train(args) => cmd::train::run(&args),
+        Command::Tune(args) => cmd::tune::run(&args),
         Command::Zoo(args) => cmd::zoo::run(&args),
     };
     match result {

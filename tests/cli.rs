@@ -307,3 +307,46 @@ fn bench_rejects_zero_runs() {
     let out = archc(&["bench", "zoo/mnist/shufflenet_v2_x0_5.ron", "--runs", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn tune_writes_the_cache_that_bench_and_compile_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("schedules.json");
+    let cache_arg = cache.to_str().unwrap();
+    let net = "zoo/mnist/shufflenet_v2_x0_5.ron";
+    let out = archc(&["tune", net, "--rounds", "1", "--schedules", cache_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let entries = written["entries"].as_array().unwrap();
+    assert!(!entries.is_empty(), "{written}");
+    for e in entries {
+        assert!(
+            e["median_ms"].as_f64().unwrap() <= e["default_ms"].as_f64().unwrap(),
+            "the fastest is kept: {e}"
+        );
+        assert!(e["kernel"].as_str().unwrap().starts_with("conv 1x"), "{e}");
+    }
+    assert!(stdout(&out).contains(&format!("{} convolutions of", entries.len())), "{}", stdout(&out));
+
+    let bench = archc(&["bench", net, "--runs", "2", "--warmup", "0", "--json", "--schedules", cache_arg]);
+    assert!(bench.status.success(), "{}", stderr(&bench));
+    let json: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    assert_eq!(json["tuned_schedules"].as_u64(), Some(entries.len() as u64), "{json}");
+
+    let lib = dir.path().join("lib");
+    let compile =
+        archc(&["compile", net, "--emit", "lib", "-o", lib.to_str().unwrap(), "--schedules", cache_arg]);
+    assert!(compile.status.success(), "{}", stderr(&compile));
+    assert!(stdout(&compile).contains(&format!("{} tuned schedules", entries.len())), "{}", stdout(&compile));
+
+    std::fs::write(&cache, "{ not json").unwrap();
+    for args in [vec!["bench", net, "--runs", "1"], vec!["tune", net, "--rounds", "1"]] {
+        let out = archc(&[&args[..], &["--schedules", cache_arg]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("schedules.json") && stderr(&out).contains("line 1"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -35,6 +35,8 @@ pub struct Options {
     pub llvm_level: u8,
     /// What to build.
     pub emit: Emit,
+    /// Measured schedules of convolutions (`archc tune`); the rest take their defaults.
+    pub schedules: crate::schedule::Schedules,
 }
 
 /// The C identifier a network's symbols start with: its name with every other character
@@ -57,7 +59,7 @@ pub fn build(
     out: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
     let symbol = symbol_for(graph.name());
-    let lowered = lower(graph, weights, plan, options.target.isa(), &symbol)?;
+    let lowered = lower(graph, weights, plan, options.target.isa(), &options.schedules, &symbol)?;
     lowered.single_io()?;
     // Build beside the destination, so that moving the results into place is a rename.
     let parent = match out.parent() {

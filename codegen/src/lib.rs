@@ -13,8 +13,10 @@ mod kernels;
 mod lower;
 mod reload;
 mod runtime;
+pub mod schedule;
 mod target;
 mod train;
+pub mod tune;
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,9 @@ pub enum Error {
     /// The C compiler or linker failed, or is missing.
     #[error("linking: {0}")]
     Link(String),
+    /// The schedule cache file is unreadable or malformed.
+    #[error("schedule cache {0}")]
+    BadCache(String),
     /// A file could not be written or a library loaded.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -90,11 +95,24 @@ impl CompiledModel {
         plan: &passes::plan::Plan,
         llvm_level: u8,
     ) -> Result<CompiledModel, Error> {
+        CompiledModel::compile_tuned(target, graph, weights, plan, llvm_level, &schedule::DEFAULTS)
+    }
+
+    /// Like [`CompiledModel::compile_for`], each convolution computed by its schedule in
+    /// `schedules` (measured by `archc tune`) where it has one.
+    pub fn compile_tuned(
+        target: &Target,
+        graph: &ir::Graph,
+        weights: &ir::Weights,
+        plan: &passes::plan::Plan,
+        llvm_level: u8,
+        schedules: &schedule::Schedules,
+    ) -> Result<CompiledModel, Error> {
         if !target.runs_here() {
             return Err(Error::Unsupported(format!("running code for {} on this machine", target.triple)));
         }
         let start = Instant::now();
-        let lowered = lower(graph, weights, plan, target.isa(), JIT_SYMBOL)?;
+        let lowered = lower(graph, weights, plan, target.isa(), schedules, JIT_SYMBOL)?;
         CompiledModel::load(lowered, target, llvm_level, start)
     }
 

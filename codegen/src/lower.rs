@@ -18,6 +18,7 @@ use passes::plan::{Placement, Plan};
 use crate::Error;
 use crate::emit::{self, Function};
 use crate::epilogue::{Chain, Step};
+use crate::schedule::{self, Schedule, Schedules};
 use crate::target::Isa;
 
 /// A lowered network: LLVM IR text and the data it runs with.
@@ -67,16 +68,19 @@ pub struct StepInfo {
     pub macs: u64,
 }
 
-/// Lowers `graph` (with `weights`, placed by `plan`) for a CPU with vector shape `isa`, into a
-/// module whose symbols start with `symbol`.
+/// Lowers `graph` (with `weights`, placed by `plan`) for a CPU with vector shape `isa`, each
+/// convolution by its schedule in `schedules` or its default, into a module whose symbols start
+/// with `symbol`.
 pub fn lower(
     graph: &Graph,
     weights: &Weights,
     plan: &Plan,
     isa: Isa,
+    schedules: &Schedules,
     symbol: &str,
 ) -> Result<Lowered, Error> {
     let mut l = Lowering::new(graph, weights, plan, isa, symbol);
+    l.schedules = schedules;
     let inputs = input_values(graph);
     let read_only = |(user, _, _): &(NodeId, usize, usize)| {
         matches!(graph.node(*user).op, Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_) | Op::Linear { .. })
@@ -148,6 +152,8 @@ pub(crate) struct Lowering<'a> {
     pub plan: &'a Plan,
     pub symbol: &'a str,
     pub isa: Isa,
+    /// How convolutions with a choice are computed.
+    pub schedules: &'a Schedules,
     pub globals: String,
     tables: BTreeMap<Value, String>,
     blob: Vec<f32>,
@@ -182,6 +188,7 @@ impl<'a> Lowering<'a> {
             plan,
             symbol,
             isa,
+            schedules: &schedule::DEFAULTS,
             globals: String::new(),
             tables: BTreeMap::new(),
             blob: Vec::new(),
@@ -402,7 +409,7 @@ impl<'a> Lowering<'a> {
                     self.window(f, id, chain);
                 } else if crate::kernels::direct::suits(conv, cin) {
                     self.direct_conv(f, id, chain);
-                } else if crate::kernels::winograd::suits(conv, cin) {
+                } else if crate::kernels::winograd::suits(conv, cin) && self.schedule(id).winograd {
                     self.winograd_conv(f, id, chain);
                 } else if conv.stride == [1, 1] && self.rows_fill_tiles(id) {
                     self.shifted_conv(f, id, chain);
@@ -419,11 +426,16 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
+    /// How convolution `id` is computed.
+    pub fn schedule(&self, id: NodeId) -> Schedule {
+        self.schedules.get(self.graph, id, self.isa)
+    }
+
     /// Whether tiles kept within output rows (shifted convolutions) use most of their lanes:
     /// 7-wide rows fill less than half of a 16-pixel tile, where im2col tiles fill 77%.
     fn rows_fill_tiles(&self, id: NodeId) -> bool {
         let width = self.graph.shape(Value { node: id, port: 0 }).dims()[3];
-        let cols = self.isa.tile_cols();
+        let cols = self.schedule(id).tile[1] * self.isa.lanes;
         width as f64 / (width.div_ceil(cols) * cols) as f64 >= 0.7
     }
 

@@ -60,8 +60,9 @@ impl Reloadable {
             numbered
                 .insert(name.clone(), Tensor::new(shape, (0..n).map(|i| (offset + i + 1) as f32).collect()));
         }
-        let lowered = lower(graph, weights, plan, target.isa(), JIT_SYMBOL)?;
-        let indices = lower(graph, &numbered, plan, target.isa(), JIT_SYMBOL)?.weights;
+        let lowered = lower(graph, weights, plan, target.isa(), &crate::schedule::DEFAULTS, JIT_SYMBOL)?;
+        let indices =
+            lower(graph, &numbered, plan, target.isa(), &crate::schedule::DEFAULTS, JIT_SYMBOL)?.weights;
         let mut refresh = Vec::new();
         for (i, (&value, &index)) in lowered.weights.iter().zip(&indices).enumerate() {
             if index == 0.0 {

@@ -87,14 +87,14 @@ impl Target {
     /// The vector shape kernels are written for on this target.
     pub fn isa(&self) -> Isa {
         if self.has_feature("avx512f") {
-            Isa { lanes: 16, tile_rows: 12, tile_vectors: 2 }
+            Isa { lanes: 16, registers: 32, tile_rows: 12, tile_vectors: 2 }
         } else if self.has_feature("avx2") {
-            Isa { lanes: 8, tile_rows: 6, tile_vectors: 2 }
+            Isa { lanes: 8, registers: 16, tile_rows: 6, tile_vectors: 2 }
         } else if self.arch() == "aarch64" {
             // 32 NEON registers: 16 accumulators, 2 input vectors and broadcasts fit.
-            Isa { lanes: 4, tile_rows: 8, tile_vectors: 2 }
+            Isa { lanes: 4, registers: 32, tile_rows: 8, tile_vectors: 2 }
         } else {
-            Isa { lanes: 4, tile_rows: 4, tile_vectors: 2 }
+            Isa { lanes: 4, registers: 16, tile_rows: 4, tile_vectors: 2 }
         }
     }
 
@@ -114,6 +114,8 @@ impl Target {
 pub struct Isa {
     /// Floats per vector register.
     pub lanes: usize,
+    /// Vector registers.
+    pub registers: usize,
     /// Output channels per micro-tile.
     pub tile_rows: usize,
     /// Vectors of pixels per micro-tile.

@@ -71,21 +71,31 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ("linear", [7, 3, 2], "Linear(out: 33), Relu, Linear(out: 5, bias: false), Softmax"),
 ];
 
+/// Case `name` at batch 2: its graph, random weights and input, and `ir::eval`'s output.
+fn case(
+    name: &str,
+    [c, h, w]: [usize; 3],
+    body: &str,
+) -> (ir::Graph, ir::Weights, ir::Tensor, Vec<ir::Tensor>) {
+    let text = format!(
+        r#"Network(name: "{name}", input: Image(channels: {c}, height: {h}, width: {w}), body: [{body}])"#
+    );
+    let graph = ir::from_ron_str(&text, "case.ron", &ir::BuildOptions { batch: 2, overrides: vec![] })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let weights = random_weights(&graph, 7);
+    let input = random_input(&[2, c, h, w], 7);
+    let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+    (graph, weights, input, expected)
+}
+
 #[test]
 fn kernels_match_eval() {
     let host = codegen::Target::host();
     let avx2 = codegen::Target::named("x86_64-linux-gnu").unwrap();
     let targets: Vec<codegen::Target> =
         [Some(host), avx2.runs_here().then_some(avx2)].into_iter().flatten().collect();
-    ir::testing::for_each_parallel(CASES, |(name, [c, h, w], body)| {
-        let text = format!(
-            r#"Network(name: "{name}", input: Image(channels: {c}, height: {h}, width: {w}), body: [{body}])"#
-        );
-        let graph = ir::from_ron_str(&text, "case.ron", &ir::BuildOptions { batch: 2, overrides: vec![] })
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let weights = random_weights(&graph, 7);
-        let input = random_input(&[2, *c, *h, *w], 7);
-        let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+    ir::testing::for_each_parallel(CASES, |&(name, shape, body)| {
+        let (graph, weights, input, expected) = case(name, shape, body);
         for level in [Level::O0, Level::O2] {
             let opt = passes::optimize(&graph, &weights, level, None);
             for target in &targets {
@@ -99,6 +109,44 @@ fn kernels_match_eval() {
                     assert!(err < 1e-4, "{name} at {level:?} for {} on {threads} threads: {err}", target.cpu);
                 }
             }
+        }
+    });
+}
+
+/// Convolutions with a choice of schedule, each with odd shapes.
+const TUNABLE: &[(&str, [usize; 3], &str)] = &[
+    ("pointwise", [13, 5, 7], "Conv(out: 29, kernel: 1, bias: true, act: Relu)"),
+    ("winograd", [9, 7, 11], "Conv(out: 19, kernel: 3, bias: true, act: Relu)"),
+    ("shifted", [7, 9, 21], "Conv(out: 9, kernel: 5, padding: 2)"),
+    ("im2col", [9, 8, 7], "Conv(out: 11, kernel: 3, stride: 2, padding: 1)"),
+];
+
+#[test]
+fn every_candidate_schedule_matches_eval() {
+    let target = codegen::Target::host();
+    ir::testing::for_each_parallel(TUNABLE, |&(name, shape, body)| {
+        let (graph, weights, input, expected) = case(name, shape, body);
+        let opt = passes::optimize(&graph, &weights, Level::O2, None);
+        let tunable = codegen::tune::tunable(&opt.graph, &target);
+        let [(key, id)] = &tunable[..] else { panic!("{name}: one tunable convolution, got {tunable:?}") };
+        let candidates = codegen::schedule::Schedule::candidates(&opt.graph, *id, target.isa());
+        assert!(candidates.len() >= 3, "{name}: {candidates:?}");
+        for schedule in candidates {
+            let mut schedules = codegen::schedule::Schedules::default();
+            schedules.insert(key.clone(), schedule);
+            let mut model = codegen::CompiledModel::compile_tuned(
+                &target,
+                &opt.graph,
+                &opt.weights,
+                &opt.plan,
+                0,
+                &schedules,
+            )
+            .unwrap();
+            model.set_threads(2);
+            let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+            let err = out.relative_error(&expected[0]);
+            assert!(err < 1e-4, "{name} with {schedule:?}: {err}");
         }
     });
 }

@@ -49,8 +49,25 @@ pub fn compile(
     weights: &ir::Weights,
     level: passes::Level,
 ) -> Result<CompiledModel, codegen::Error> {
+    compile_tuned(graph, weights, level, &codegen::schedule::DEFAULTS)
+}
+
+/// Like [`compile`], each convolution by its schedule in `schedules` where it has one.
+pub fn compile_tuned(
+    graph: &ir::Graph,
+    weights: &ir::Weights,
+    level: passes::Level,
+    schedules: &codegen::schedule::Schedules,
+) -> Result<CompiledModel, codegen::Error> {
     let opt = passes::optimize(graph, weights, level, None);
-    CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, LLVM_LEVEL)
+    CompiledModel::compile_tuned(
+        &codegen::Target::host(),
+        &opt.graph,
+        &opt.weights,
+        &opt.plan,
+        LLVM_LEVEL,
+        schedules,
+    )
 }
 
 /// The input every timed run reads. Speed does not depend on the values, so it is always the same.

@@ -16,6 +16,8 @@ pub struct Args {
     level: super::opt::LevelArg,
     #[command(flatten)]
     weights: super::WeightsArgs,
+    #[command(flatten)]
+    schedules: super::ScheduleArgs,
     /// Threads per run, the calling one included.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: u32,
@@ -54,7 +56,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.device == Device::Cuda {
         return bench_cuda(args, &graph, &weights);
     }
-    let mut model = search::measure::compile(&graph, &weights, args.level.level())
+    let schedules = args.schedules.load_for(&codegen::Target::host())?;
+    let mut model = search::measure::compile_tuned(&graph, &weights, args.level.level(), &schedules)
         .with_context(|| format!("compiling {}", graph.name()))?;
     model.set_threads(args.threads as usize);
     let input = search::measure::input(&model);
@@ -82,6 +85,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "network": graph.name(), "median_ms": timing.median_ms, "min_ms": timing.min_ms,
             "p90_ms": timing.p90_ms, "runs": args.runs, "threads": args.threads, "batch": batch,
             "macs": macs, "compile_s": model.compile_time().as_secs_f64(), "fma_peak_gflops": peak,
+            "tuned_schedules": schedules.len(),
             "layers": rows,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
@@ -90,7 +94,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     writeln!(
         out,
         "{}: batch {batch}, {} thread(s), {} runs: median {:.3} ms, min {:.3} ms, p90 {:.3} ms \
-         ({:.1} GFLOP/s, {:.0}% of one core's FMA peak of {peak:.0}; compiled in {:.2} s)",
+         ({:.1} GFLOP/s, {:.0}% of one core's FMA peak of {peak:.0}; compiled in {:.2} s, {} tuned schedules)",
         graph.name(),
         args.threads,
         args.runs,
@@ -99,7 +103,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         timing.p90_ms,
         gflops(macs, timing.median_ms),
         100.0 * gflops(macs, timing.median_ms) / peak,
-        model.compile_time().as_secs_f64()
+        model.compile_time().as_secs_f64(),
+        schedules.len()
     )?;
     if args.profile {
         writeln!(

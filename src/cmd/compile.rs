@@ -37,6 +37,8 @@ pub struct Args {
     level: super::opt::LevelArg,
     #[command(flatten)]
     weights: super::WeightsArgs,
+    #[command(flatten)]
+    schedules: super::ScheduleArgs,
     /// The machine to compile for: a CPU, or `cuda` for an NVIDIA GPU (with `--emit ptx`).
     #[arg(long, default_value = "host", value_parser = clap::builder::PossibleValuesParser::new(codegen::TARGET_NAMES.into_iter().chain(["cuda"])))]
     target: String,
@@ -82,7 +84,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(cpu) = &args.cpu {
         target = target.with_cpu(cpu).map_err(|e| InputError(e.to_string()))?;
     }
-    let options = aot::Options { target, llvm_level: 3, emit };
+    let schedules = args.schedules.load_for(&target)?;
+    let tuned = schedules.len();
+    let options = aot::Options { target, llvm_level: 3, emit, schedules };
     let files = aot::build(&opt.graph, &opt.weights, &opt.plan, &options, &args.output)
         .with_context(|| format!("compiling {} for {}", graph.name(), options.target.triple))?;
     let mut out = std::io::stdout().lock();
@@ -92,10 +96,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "compiled {} for {} in {:.2} s",
+        "compiled {} for {} in {:.2} s ({tuned} tuned schedules for its CPU in {})",
         graph.name(),
         options.target.triple,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        args.schedules.path().display()
     )?;
     Ok(())
 }

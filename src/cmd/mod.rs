@@ -11,6 +11,7 @@ pub mod opt;
 pub mod run;
 pub mod search;
 pub mod train;
+pub mod tune;
 pub mod zoo;
 
 use std::path::PathBuf;
@@ -81,6 +82,33 @@ impl WeightsArgs {
     }
 }
 
+/// The flag that chooses the schedule cache `archc tune` writes and `compile` and `bench` read.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ScheduleArgs {
+    /// The schedule cache (JSON) [default: $ARCHC_SCHEDULES, else
+    /// $XDG_CACHE_HOME/archc/schedules.json, else ~/.cache/archc/schedules.json].
+    #[arg(long, value_name = "FILE")]
+    pub schedules: Option<PathBuf>,
+}
+
+impl ScheduleArgs {
+    /// The cache file's path.
+    pub fn path(&self) -> PathBuf {
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        self.schedules
+            .clone()
+            .or_else(|| env("ARCHC_SCHEDULES"))
+            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("archc/schedules.json")))
+            .or_else(|| env("HOME").map(|d| d.join(".cache/archc/schedules.json")))
+            .unwrap_or_else(|| PathBuf::from("archc-schedules.json"))
+    }
+
+    /// The schedules measured on `target`'s CPU (none where the cache has none).
+    pub fn load_for(&self, target: &codegen::Target) -> anyhow::Result<codegen::schedule::Schedules> {
+        Ok(codegen::schedule::Cache::load(&self.path())?.schedules_for(target))
+    }
+}
+
 /// Bad input found by the command line itself (an array file of the wrong kind, say).
 #[derive(Debug)]
 pub struct InputError(pub String);
@@ -100,6 +128,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             || c.is::<InputError>()
             || c.is::<::search::Error>()
             || c.downcast_ref::<cuda::Error>().is_some_and(cuda::Error::is_bad_input)
+            || matches!(c.downcast_ref::<codegen::Error>(), Some(codegen::Error::BadCache(_)))
     };
     if e.chain().any(bad_input) { 2 } else { 1 }
 }

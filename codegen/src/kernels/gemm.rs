@@ -122,29 +122,22 @@ impl Lowering<'_> {
         let k = graph.shape(graph.operands(id)[0]).channels() / conv.groups * conv.kernel[0] * conv.kernel[1];
         let w = self.param(node, "weight");
         let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; conv.out_channels] };
-        self.product_of(&w, bias, conv.groups, k, graph.shape(chain.output(id)))
+        let out = graph.shape(chain.output(id));
+        self.product_over(&w, bias, [conv.groups, k], [out.batch(), planes(out).1], self.schedule(id).tile)
     }
 
     /// Packs a product's weights `w` (per group, `m x k` row-major, `m = bias.len() / groups`)
-    /// and `bias` into the blob, for an output of shape `out`.
-    fn product_of(&mut self, w: &[f32], bias: Vec<f32>, groups: usize, k: usize, out: &ir::Shape) -> Product {
-        self.product_over(w, bias, groups, k, planes(out).1, out.batch())
-    }
-
-    /// As `product_of`, for `batch` items of `p` output pixels.
+    /// and `bias` into the blob, for `batch` items of `p` output pixels computed in micro-tiles
+    /// of `[rows, vectors]`.
     pub(crate) fn product_over(
         &mut self,
         w: &[f32],
         bias: Vec<f32>,
-        groups: usize,
-        k: usize,
-        p: usize,
-        batch: usize,
+        [groups, k]: [usize; 2],
+        [batch, p]: [usize; 2],
+        [rows, vectors]: [usize; 2],
     ) -> Product {
         let m = bias.len() / groups;
-        // A tile as tall and one vector wide wastes fewer lanes on 7x7 planes, but measured
-        // slower: it broadcasts one weight per multiply-add.
-        let (rows, vectors) = (self.isa.tile_rows, self.isa.tile_vectors);
         let packed: Vec<f32> =
             (0..groups).flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows)).collect();
         let (a, bias) = (self.push(&packed), self.push(&bias));
@@ -163,7 +156,9 @@ impl Lowering<'_> {
         // Group g's `[k, m]` block, transposed to `[m, k]`.
         let transposed: Vec<f32> =
             (0..groups * m * k).map(|i| w[(i / (m * k)) * m * k + (i % k) * m + (i / k) % m]).collect();
-        let pr = self.product_of(&transposed, vec![0.0; cin], groups, k, graph.shape(dx));
+        let (out, tile) = (graph.shape(dx), [self.isa.tile_rows, self.isa.tile_vectors]);
+        let pr =
+            self.product_over(&transposed, vec![0.0; cin], [groups, k], [out.batch(), planes(out).1], tile);
         self.gemm(f, pr, Operand::Planes(dy), Operand::Planes(dx), &Chain::default(), None);
     }
 

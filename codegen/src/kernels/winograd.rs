@@ -78,10 +78,9 @@ impl Lowering<'_> {
         let product = self.product_over(
             &by_position,
             vec![0.0; POSITIONS * cout],
-            POSITIONS,
-            cin,
-            tiles.rows * tiles.cols,
-            batch,
+            [POSITIONS, cin],
+            [batch, tiles.rows * tiles.cols],
+            self.schedule(id).tile,
         );
         let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; cout] };
         let bias = self.push(&bias);

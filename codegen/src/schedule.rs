@@ -1,0 +1,243 @@
+//! How each convolution is computed where there is a choice (the GEMM micro-tile, Winograd or
+//! not), the key a choice is recorded under (the convolution's shape), and the cache file
+//! `archc tune` fills with measured choices and `compile` and `bench` read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ir::{Graph, NodeId, Op, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Isa, Target};
+
+/// The choices of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// The micro-tile: output channels by vectors of pixels held in registers.
+    pub tile: [usize; 2],
+    /// Winograd F(2x2, 3x3) where the convolution allows it (3x3, stride 1), else the direct
+    /// product.
+    pub winograd: bool,
+}
+
+impl Schedule {
+    /// What is used without a measurement: the target's default tile, Winograd where allowed.
+    pub fn default_for(isa: Isa) -> Schedule {
+        Schedule { tile: [isa.tile_rows, isa.tile_vectors], winograd: true }
+    }
+
+    /// The schedules worth timing for convolution `id` of `graph` (the default first), or none
+    /// when its kernel has no choices (depthwise and few-channel convolutions).
+    pub fn candidates(graph: &Graph, id: NodeId, isa: Isa) -> Vec<Schedule> {
+        let Op::Conv(conv) = &graph.node(id).op else { return Vec::new() };
+        let cin = graph.shape(graph.operands(id)[0]).channels();
+        if (conv.groups == cin && conv.out_channels == cin) || crate::kernels::direct::suits(conv, cin) {
+            return Vec::new();
+        }
+        let default = Schedule::default_for(isa);
+        // Tiles that keep every accumulator, the pixel vectors and one broadcast in registers.
+        let tiles = (1..=4).filter_map(|vectors| {
+            let rows = ((isa.registers - 1 - vectors) / vectors).min(16);
+            (rows >= 2).then_some([rows, vectors])
+        });
+        let winograd =
+            if crate::kernels::winograd::suits(conv, cin) { vec![true, false] } else { vec![true] };
+        let mut all = vec![default];
+        for tile in std::iter::once(default.tile).chain(tiles) {
+            for &w in &winograd {
+                let s = Schedule { tile, winograd: w };
+                if !all.contains(&s) {
+                    all.push(s);
+                }
+            }
+        }
+        all
+    }
+}
+
+/// The key a convolution's schedule is recorded under: everything its kernels depend on.
+pub fn kernel_key(graph: &Graph, id: NodeId) -> Option<String> {
+    let Op::Conv(conv) = &graph.node(id).op else { return None };
+    let x = graph.shape(graph.operands(id)[0]).dims();
+    let y = graph.shape(Value { node: id, port: 0 }).dims();
+    let pair = |p: [usize; 2]| format!("{}x{}", p[0], p[1]);
+    Some(format!(
+        "conv {}x{}x{}x{} -> {}x{}x{} k{} s{} p{} d{} g{}",
+        x[0],
+        x[1],
+        x[2],
+        x[3],
+        y[1],
+        y[2],
+        y[3],
+        pair(conv.kernel),
+        pair(conv.stride),
+        pair(conv.padding),
+        pair(conv.dilation),
+        conv.groups
+    ))
+}
+
+/// Chosen schedules by kernel key, for one CPU.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Schedules(BTreeMap<String, Schedule>);
+
+/// No chosen schedules: every kernel takes its default.
+pub static DEFAULTS: Schedules = Schedules(BTreeMap::new());
+
+impl Schedules {
+    /// The schedule of convolution `id` of `graph`: the chosen one, else the default.
+    pub fn get(&self, graph: &Graph, id: NodeId, isa: Isa) -> Schedule {
+        kernel_key(graph, id).and_then(|key| self.0.get(&key).copied()).unwrap_or(Schedule::default_for(isa))
+    }
+
+    /// Records `schedule` for kernel `key`.
+    pub fn insert(&mut self, key: String, schedule: Schedule) {
+        self.0.insert(key, schedule);
+    }
+
+    /// How many convolutions have a chosen schedule.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no convolution has a chosen schedule.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The CPU a cache entry was measured on: its LLVM model name and vector width.
+pub fn cpu_name(target: &Target) -> String {
+    format!("{} ({} lanes)", target.cpu, target.isa().lanes)
+}
+
+/// One measured choice in the cache file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// [`cpu_name`] of the machine it was measured on.
+    pub cpu: String,
+    /// [`kernel_key`] of the convolution.
+    pub kernel: String,
+    /// The fastest schedule.
+    pub schedule: Schedule,
+    /// Threads the kernel was timed with.
+    pub threads: usize,
+    /// Median milliseconds of the fastest schedule.
+    pub median_ms: f64,
+    /// Median milliseconds of the default schedule.
+    pub default_ms: f64,
+}
+
+/// The cache file: measured choices for any number of CPUs and kernels (JSON).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cache {
+    /// Every measured choice, one per CPU and kernel.
+    pub entries: Vec<Entry>,
+}
+
+impl Cache {
+    /// Reads the cache at `path`; an absent file is an empty cache.
+    pub fn load(path: &Path) -> Result<Cache, Error> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                Error::BadCache(format!("{}: {e} (delete it, or run `archc tune` again)", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cache::default()),
+            Err(e) => Err(Error::BadCache(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Writes the cache to `path` whole (a temporary file renamed over it), creating its folder.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(folder)?;
+        let mut file = tempfile::NamedTempFile::new_in(folder)?;
+        serde_json::to_writer_pretty(&mut file, self).map_err(std::io::Error::other)?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Records `entry`, replacing the one for the same CPU and kernel.
+    pub fn record(&mut self, entry: Entry) {
+        self.entries
+            .retain(|e| (e.cpu.as_str(), e.kernel.as_str()) != (entry.cpu.as_str(), entry.kernel.as_str()));
+        self.entries.push(entry);
+    }
+
+    /// The choices measured on `target`'s CPU.
+    pub fn schedules_for(&self, target: &Target) -> Schedules {
+        let cpu = cpu_name(target);
+        Schedules(
+            self.entries.iter().filter(|e| e.cpu == cpu).map(|e| (e.kernel.clone(), e.schedule)).collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(cpu: &str, kernel: &str, rows: usize) -> Entry {
+        Entry {
+            cpu: cpu.into(),
+            kernel: kernel.into(),
+            schedule: Schedule { tile: [rows, 2], winograd: false },
+            threads: 1,
+            median_ms: 1.0,
+            default_ms: 2.0,
+        }
+    }
+
+    #[test]
+    fn cache_round_trips_and_keeps_one_entry_per_cpu_and_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/schedules.json");
+        assert_eq!(Cache::load(&path).unwrap(), Cache::default(), "an absent file is an empty cache");
+        let target = Target::named("x86_64-linux-gnu").unwrap();
+        let mut cache = Cache::default();
+        cache.record(entry(&cpu_name(&target), "conv a", 4));
+        cache.record(entry("other cpu", "conv a", 2));
+        cache.record(entry(&cpu_name(&target), "conv a", 3));
+        cache.save(&path).unwrap();
+        let loaded = Cache::load(&path).unwrap();
+        assert_eq!(loaded.entries.len(), 2);
+        let schedules = loaded.schedules_for(&target);
+        assert_eq!(schedules.len(), 1);
+        assert_eq!(schedules.0["conv a"].tile, [3, 2], "the later measurement replaced the earlier");
+    }
+
+    #[test]
+    fn malformed_cache_names_the_file_and_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedules.json");
+        std::fs::write(&path, "{\"entries\": [ {\"cpu\": 3} ]}").unwrap();
+        let message = Cache::load(&path).unwrap_err().to_string();
+        assert!(message.contains("schedules.json") && message.contains("line 1"), "{message}");
+    }
+
+    #[test]
+    fn candidates_fit_the_registers_and_start_with_the_default() {
+        let text = r#"Network(name: "n", input: Image(channels: 16, height: 8, width: 8), body: [
+            Conv(out: 16, kernel: 3), Conv(out: 16, kernel: 3, groups: 16), Conv(out: 8, kernel: 1)])"#;
+        let graph =
+            ir::from_ron_str(text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+        let isa = Target::named("x86_64-linux-gnu").unwrap().isa();
+        let convs: Vec<NodeId> =
+            graph.node_ids().filter(|&id| matches!(graph.node(id).op, Op::Conv(_))).collect();
+        let counts: Vec<usize> =
+            convs.iter().map(|&id| Schedule::candidates(&graph, id, isa).len()).collect();
+        // 3x3: four tiles, with and without Winograd; depthwise: none; 1x1: four tiles.
+        assert_eq!(counts, [8, 0, 4]);
+        for &id in &convs {
+            let candidates = Schedule::candidates(&graph, id, isa);
+            if let Some(first) = candidates.first() {
+                assert_eq!(*first, Schedule::default_for(isa));
+            }
+            for s in candidates {
+                let [rows, vectors] = s.tile;
+                assert!(rows * vectors + vectors < isa.registers, "{s:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Measured tuning: every convolution of a network that has a choice of schedule is compiled
+//! alone (same input shape, same parameters) under each candidate and timed on this machine,
+//! candidates taking turns in rounds so that the machine's drift hits them alike; the fastest
+//! median wins.
+
+use std::time::Duration;
+
+use ir::{Graph, Op, Value};
+
+use crate::bench::{Timing, samples};
+use crate::schedule::{Schedule, Schedules, kernel_key};
+use crate::{CompiledModel, Error, Target};
+
+/// LLVM's optimization level for timed code, as for every measured network.
+const LLVM_LEVEL: u8 = 3;
+
+/// How candidates are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Threads per run, the calling one included.
+    pub threads: usize,
+    /// Turns in which every candidate is timed once more.
+    pub rounds: usize,
+    /// Time each candidate runs for in one round (at least one run).
+    pub per_round: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { threads: 1, rounds: 5, per_round: Duration::from_millis(20) }
+    }
+}
+
+/// One convolution's measurements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuned {
+    /// Its [`kernel_key`].
+    pub kernel: String,
+    /// Each candidate with its median milliseconds, the default first.
+    pub times: Vec<(Schedule, f64)>,
+}
+
+impl Tuned {
+    /// The fastest candidate and its median.
+    pub fn best(&self) -> (Schedule, f64) {
+        *self.times.iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("at least one candidate")
+    }
+
+    /// The default schedule's median.
+    pub fn default_ms(&self) -> f64 {
+        self.times[0].1
+    }
+}
+
+/// The distinct convolutions of `graph` that have more than one candidate schedule on
+/// `target`, one node each, by kernel key.
+pub fn tunable(graph: &Graph, target: &Target) -> Vec<(String, ir::NodeId)> {
+    let mut found: Vec<(String, ir::NodeId)> = Vec::new();
+    for id in graph.node_ids() {
+        if Schedule::candidates(graph, id, target.isa()).len() < 2 {
+            continue;
+        }
+        if let Some(key) = kernel_key(graph, id).filter(|key| found.iter().all(|(k, _)| k != key)) {
+            found.push((key, id));
+        }
+    }
+    found
+}
+
+/// Times every candidate schedule of each tunable convolution of `graph` (as it will be
+/// compiled: optimized) on `target`, which must be this machine; `progress(done, total, key)`
+/// is called before each convolution.
+pub fn tune(
+    graph: &Graph,
+    target: &Target,
+    options: &Options,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Tuned>, Error> {
+    let convs = tunable(graph, target);
+    let mut tuned = Vec::new();
+    for (done, (key, id)) in convs.iter().enumerate() {
+        progress(done, convs.len(), key);
+        let alone = alone(graph, *id);
+        let weights = ir::Weights::seeded(&alone, 0);
+        let opt = passes::optimize(&alone, &weights, passes::Level::O2, None);
+        let candidates = Schedule::candidates(graph, *id, target.isa());
+        let mut models = candidates
+            .iter()
+            .map(|&schedule| {
+                let mut schedules = Schedules::default();
+                schedules.insert(key.clone(), schedule);
+                let mut model = CompiledModel::compile_tuned(
+                    target,
+                    &opt.graph,
+                    &opt.weights,
+                    &opt.plan,
+                    LLVM_LEVEL,
+                    &schedules,
+                )?;
+                model.set_threads(options.threads);
+                Ok(model)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let input = vec![0.5; models[0].input_shape().iter().product()];
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); models.len()];
+        for _ in 0..options.rounds.max(1) {
+            for (model, times) in models.iter_mut().zip(&mut times) {
+                let per_run = samples(model, &input, 1, 1)[0].max(Duration::from_micros(1));
+                let runs =
+                    (options.per_round.as_secs_f64() / per_run.as_secs_f64()).clamp(1.0, 1000.0) as usize;
+                times.extend(samples(model, &input, 0, runs));
+            }
+        }
+        let times = candidates.into_iter().zip(times.iter().map(|t| Timing::of(t).median_ms)).collect();
+        tuned.push(Tuned { kernel: key.clone(), times });
+    }
+    Ok(tuned)
+}
+
+/// A network of convolution `id` of `graph` alone: its input shape, its parameters.
+fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
+    let x = graph.shape(graph.operands(id)[0]).clone();
+    let mut alone = Graph::new("tune");
+    let input = alone.add_input("x", x, None);
+    let op: Op = graph.node(id).op.clone();
+    let out: Vec<Value> =
+        alone.add(op, &[input], "conv", None).expect("the shapes fit as they did in the network");
+    alone.set_outputs(out);
+    alone
+}
