@@ -37,11 +37,16 @@ def archc_symbol(network_file):
 
 
 class Archc:
-    def __init__(self, archc, model, weights, batch, work):
+    def __init__(self, archc, model, weights, batch, work, tune):
         network = MODELS[model][0]
         out = work / f"archc-{model}-b{batch}"
+        # Schedules measured for this run only (not the user's cache), or none with --no-tune.
+        schedules = ["--schedules", str(work / ("schedules.json" if tune else "no-schedules.json"))]
+        if tune:
+            subprocess.run([archc, "tune", str(ROOT / network), "--batch", str(batch)] + schedules, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run([archc, "compile", str(ROOT / network), "--weights", str(weights), "--batch", str(batch),
-                        "--emit", "lib", "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
+                        "--emit", "lib", "-o", str(out)] + schedules, check=True, stdout=subprocess.DEVNULL)
         symbol = archc_symbol(network)
         self.lib = ctypes.CDLL(str(out / f"lib{symbol}.so"))
         self.run_fn = getattr(self.lib, f"{symbol}_run")
@@ -184,10 +189,13 @@ def main():
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--rounds", type=int, default=10, help="rounds of timing, engines interleaved in each")
     p.add_argument("--per-round", type=int, default=5, help="timed runs per engine per round")
+    p.add_argument("--no-tune", dest="tune", action="store_false",
+                   help="compile archc with default schedules instead of running `archc tune` first")
     p.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/archc-peers"))
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "bench/peers/results.md")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    (args.work / "schedules.json").unlink(missing_ok=True)
     from safetensors.torch import save_file
 
     rows = []
@@ -197,7 +205,7 @@ def main():
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
         for batch in args.batches:
             onnx_path, ncnn_files = export(name, model, batch, args.work)
-            engines = {"archc": Archc(args.archc, name, weights, batch, args.work),
+            engines = {"archc": Archc(args.archc, name, weights, batch, args.work, args.tune),
                        "onnxruntime": OnnxRuntime(onnx_path), "openvino": OpenVino(onnx_path), "torch": Torch(model)}
             if ncnn_files:
                 engines["ncnn"] = Ncnn(*ncnn_files)

@@ -349,7 +349,7 @@ impl Ty {
 /// Declarations of the intrinsics generated code may call, for scalars and `lanes`-wide vectors.
 pub fn intrinsics(lanes: usize) -> String {
     let mut out = String::new();
-    for ty in [Ty::Scalar, Ty::Vector(lanes)] {
+    for ty in [Ty::Scalar, Ty::Vector(lanes), Ty::Vector(2 * lanes)] {
         let (t, s) = (ty.name(), ty.suffix());
         writeln!(out, "declare {t} @llvm.fmuladd.{s}({t}, {t}, {t})").expect("writing to a String");
         writeln!(out, "declare {t} @llvm.exp.{s}({t})").expect("writing to a String");
@@ -365,10 +365,15 @@ pub fn intrinsics(lanes: usize) -> String {
     let l = lanes;
     writeln!(out, "declare float @llvm.vector.reduce.fadd.v{l}f32(float, <{l} x float>)")
         .expect("writing to a String");
-    writeln!(out, "declare <{l} x float> @llvm.masked.load.v{l}f32.p0(ptr, i32, <{l} x i1>, <{l} x float>)")
+    for l in [lanes, 2 * lanes] {
+        writeln!(
+            out,
+            "declare <{l} x float> @llvm.masked.load.v{l}f32.p0(ptr, i32, <{l} x i1>, <{l} x float>)"
+        )
         .expect("writing to a String");
-    writeln!(out, "declare void @llvm.masked.store.v{l}f32.p0(<{l} x float>, ptr, i32, <{l} x i1>)")
-        .expect("writing to a String");
+        writeln!(out, "declare void @llvm.masked.store.v{l}f32.p0(<{l} x float>, ptr, i32, <{l} x i1>)")
+            .expect("writing to a String");
+    }
     out
 }
 

@@ -3,7 +3,8 @@
 //! for one window per channel. Each task takes a band of output rows, copies the input rows
 //! it needs into padded phase planes (as the window kernels do), and computes a block of
 //! output channels at a time over a vector of output columns, each input tap loaded once per
-//! block and multiplied with the block's broadcast weights.
+//! block and multiplied with the block's broadcast weights (vectors two registers wide, so
+//! the block holds enough independent accumulators).
 
 use ir::{NodeId, Op};
 
@@ -36,7 +37,9 @@ impl Lowering<'_> {
         let (cin, cout, oh, ow) = (xs[1], ys[1], ys[2], ys[3]);
         let ([kh, kw], stride, padding, dilation) = (conv.kernel, conv.stride, conv.padding, conv.dilation);
         let taps = cin * kh * kw;
-        let lanes = self.isa.lanes;
+        // Two registers of pixels per vector: a block's 2 x tile_rows accumulators cover the
+        // multiply-add latency on both pipes, as the GEMM tile's do.
+        let lanes = 2 * self.isa.lanes;
         let block = self.isa.tile_rows;
         let band = (TASK_MACS / (ow * cout * taps)).clamp(1, oh);
         let bands = oh.div_ceil(band);
