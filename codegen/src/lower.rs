@@ -158,8 +158,9 @@ pub(crate) struct Lowering<'a> {
     tables: BTreeMap<Value, String>,
     blob: Vec<f32>,
     functions: String,
-    /// The GEMM micro-kernels, one per epilogue sequence and tile shape (rows, vectors).
-    pub tiles: BTreeMap<(Vec<Step>, usize, usize), String>,
+    /// The GEMM micro-kernels, one per epilogue sequence, tile shape (rows, vectors) and panel
+    /// stride.
+    pub tiles: BTreeMap<(Vec<Step>, usize, usize, Option<usize>), String>,
     steps: Vec<StepInfo>,
     names: usize,
     /// Bytes after the memory plan's buffers that kernels use for scratch within one step.

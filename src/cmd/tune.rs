@@ -51,13 +51,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let (best, best_ms) = t.best();
         writeln!(
             out,
-            "{:<56} {:>10.4} {:>10.4} {:>6.2}x  tile {}x{}{}",
+            "{:<56} {:>10.4} {:>10.4} {:>6.2}x  tile {}x{}, {:?} sweep{}",
             t.kernel,
             t.default_ms(),
             best_ms,
             t.default_ms() / best_ms,
             best.tile[0],
             best.tile[1],
+            best.sweep,
             if best.winograd { "" } else { ", no winograd" },
         )?;
         cache.record(codegen::schedule::Entry {

@@ -12,6 +12,7 @@ use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain, Step};
 use crate::kernels::window::Padded;
 use crate::lower::{Lowering, planes};
+use crate::schedule::{Schedule, Sweep};
 
 /// Multiply-adds a task should hold: enough to hide the pool's wake-up, small enough to
 /// balance two to a few dozen threads.
@@ -104,6 +105,8 @@ pub(crate) struct Product {
     rows: usize,
     vectors: usize,
     lanes: usize,
+    /// The order of the tiles.
+    sweep: Sweep,
 }
 
 impl Product {
@@ -123,25 +126,38 @@ impl Lowering<'_> {
         let w = self.param(node, "weight");
         let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; conv.out_channels] };
         let out = graph.shape(chain.output(id));
-        self.product_over(&w, bias, [conv.groups, k], [out.batch(), planes(out).1], self.schedule(id).tile)
+        self.product_over(&w, bias, [conv.groups, k], [out.batch(), planes(out).1], self.schedule(id))
     }
 
     /// Packs a product's weights `w` (per group, `m x k` row-major, `m = bias.len() / groups`)
     /// and `bias` into the blob, for `batch` items of `p` output pixels computed in micro-tiles
-    /// of `[rows, vectors]`.
+    /// and ordered by `schedule`.
     pub(crate) fn product_over(
         &mut self,
         w: &[f32],
         bias: Vec<f32>,
         [groups, k]: [usize; 2],
         [batch, p]: [usize; 2],
-        [rows, vectors]: [usize; 2],
+        schedule: Schedule,
     ) -> Product {
+        let [rows, vectors] = schedule.tile;
         let m = bias.len() / groups;
         let packed: Vec<f32> =
             (0..groups).flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows)).collect();
         let (a, bias) = (self.push(&packed), self.push(&bias));
-        Product { groups, m, k, p, batch, a, bias, rows, vectors, lanes: self.isa.lanes }
+        Product {
+            groups,
+            m,
+            k,
+            p,
+            batch,
+            a,
+            bias,
+            rows,
+            vectors,
+            lanes: self.isa.lanes,
+            sweep: schedule.sweep,
+        }
     }
 
     /// The gradient of a 1x1 convolution (stride 1, groups `groups`) with respect to its input:
@@ -156,9 +172,9 @@ impl Lowering<'_> {
         // Group g's `[k, m]` block, transposed to `[m, k]`.
         let transposed: Vec<f32> =
             (0..groups * m * k).map(|i| w[(i / (m * k)) * m * k + (i % k) * m + (i / k) % m]).collect();
-        let (out, tile) = (graph.shape(dx), [self.isa.tile_rows, self.isa.tile_vectors]);
+        let (out, basic) = (graph.shape(dx), Schedule::basic(self.isa));
         let pr =
-            self.product_over(&transposed, vec![0.0; cin], [groups, k], [out.batch(), planes(out).1], tile);
+            self.product_over(&transposed, vec![0.0; cin], [groups, k], [out.batch(), planes(out).1], basic);
         self.gemm(f, pr, Operand::Planes(dy), Operand::Planes(dx), &Chain::default(), None);
     }
 
@@ -227,12 +243,14 @@ impl Lowering<'_> {
             _ => pr.p.div_ceil(cols),
         };
         let tiles = m_tiles * p_tiles;
-        // Consecutive tiles of a task share their input pixels, which stay in L1 while the
-        // weights stream from L2 (measured faster than the other order, even on deep layers).
+        // Consecutive tiles of a task share their input pixels (channel sweep) or their weights
+        // (pixel sweep), which stay in L1 while the other operand streams.
         let per_task = (TASK_MACS / (rows * cols * pr.k)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
-        let tile = self.tile(&chain.steps, pr.rows, pr.vectors);
-        let narrow = self.narrow_tile(&chain.steps, &pr);
+        // A panel holds one pixel tile of every input row, `cols` floats apart.
+        let panel = (pr.sweep == Sweep::Panel && shift.is_none()).then_some(cols);
+        let tile = self.tile(&chain.steps, pr.rows, pr.vectors, panel);
+        let narrow = self.narrow_tile(&chain.steps, &pr, panel);
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -270,12 +288,19 @@ impl Lowering<'_> {
                 }
             };
             let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
+            let panel_at =
+                panel.map(|_| f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4)));
             let first_tile = f.int("mul", &chunk, per_task);
             f.count(per_task, |f, i| {
                 let t = f.int("add", &first_tile, i);
                 let valid = f.let_("ok", format!("icmp ult i64 {t}, {tiles}"));
                 f.when(&valid, |f| {
-                    let (pt, mt) = (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles));
+                    let (pt, mt) = match pr.sweep {
+                        Sweep::Channels | Sweep::Panel => {
+                            (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
+                        }
+                        Sweep::Pixels => (f.int("urem", &t, p_tiles), f.int("udiv", &t, p_tiles)),
+                    };
                     let (in_off, p_valid, out_off) = match (&shift, row_tiles) {
                         (Some((s, _)), Some(per_row)) => {
                             let (oy, c) = (f.int("udiv", &pt, per_row), f.int("urem", &pt, per_row));
@@ -295,8 +320,19 @@ impl Lowering<'_> {
                             (p0.clone(), p_valid, p0)
                         }
                     };
+                    let (rows_of, in_off) = match &panel_at {
+                        Some(at) => {
+                            // A task's first tile and each new pixel tile pack their pixels.
+                            let first = f.let_("first", format!("icmp eq i64 {i}, 0"));
+                            let top = f.let_("top", format!("icmp eq i64 {mt}, 0"));
+                            let fresh = f.let_("fresh", format!("or i1 {first}, {top}"));
+                            f.when(&fresh, |f| pack_panel(f, &inputs, at, &in_off, &p_valid, &pr));
+                            (at.clone(), "0".to_string())
+                        }
+                        None => (inputs.clone(), in_off),
+                    };
                     tiles_fitting(f, &tile, narrow.as_deref(), pr.lanes, &p_valid, |f, tile| {
-                        outputs.call(f, tile, &pr, &mt, &inputs, &in_off, &p_valid, &out_off)
+                        outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off)
                     });
                 });
             });
@@ -323,8 +359,8 @@ impl Lowering<'_> {
         let base = pr.batch * pr.groups * blocks;
         let per_chunk = m_tiles.div_ceil((8usize.div_ceil(base)).min(m_tiles));
         let chunks = m_tiles.div_ceil(per_chunk);
-        let tile = self.tile(&chain.steps, pr.rows, pr.vectors);
-        let narrow = self.narrow_tile(&chain.steps, &pr);
+        let tile = self.tile(&chain.steps, pr.rows, pr.vectors, None);
+        let narrow = self.narrow_tile(&chain.steps, &pr, None);
         self.parallel(f, base * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -377,16 +413,23 @@ impl Lowering<'_> {
 
     /// For tiles several vectors wide, the micro-kernel one vector wide: a pixel tail that
     /// fits one vector (a 7x7 plane's 49th pixel) then costs half the multiply-adds.
-    fn narrow_tile(&mut self, steps: &[Step], pr: &Product) -> Option<String> {
-        (pr.vectors > 1).then(|| self.tile(steps, pr.rows, 1))
+    fn narrow_tile(&mut self, steps: &[Step], pr: &Product, panel: Option<usize>) -> Option<String> {
+        (pr.vectors > 1).then(|| self.tile(steps, pr.rows, 1, panel))
     }
 
     /// The micro-kernel with epilogue `steps`, defined on first use:
     /// `tile(rows, k, in_off, p_valid, a, bias, outs, residuals, out_off, m_valid)` computes
     /// `outs[r][out_off + j] = epilogue(bias[r] + sum_k a[k][r] rows[k][in_off + j])` for
-    /// `r < m_valid`, `j < p_valid`.
-    pub(crate) fn tile(&mut self, steps: &[Step], rows: usize, vectors: usize) -> String {
-        let key = (steps.to_vec(), rows, vectors);
+    /// `r < m_valid`, `j < p_valid`. With `panel`, `rows` is instead a packed panel whose
+    /// row `k` starts `k * panel` floats in, read whole (its lanes past `p_valid` are spare).
+    pub(crate) fn tile(
+        &mut self,
+        steps: &[Step],
+        rows: usize,
+        vectors: usize,
+        panel: Option<usize>,
+    ) -> String {
+        let key = (steps.to_vec(), rows, vectors, panel);
         if let Some(name) = self.tiles.get(&key) {
             return name.clone();
         }
@@ -396,32 +439,27 @@ impl Lowering<'_> {
         let mut f = Function::new();
         let acc: Vec<Vec<String>> =
             (0..rows).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect();
-        // Lane j of vector v is valid when v * lanes + j < p_valid.
-        let valid = f.let_("pv", "trunc i64 %p_valid to i32");
-        let one = f.let_("pv", format!("insertelement <{lanes} x i32> poison, i32 {valid}, i64 0"));
-        let bound = f.let_(
-            "pv",
-            format!(
-                "shufflevector <{lanes} x i32> {one}, <{lanes} x i32> poison, <{lanes} x i32> zeroinitializer"
-            ),
-        );
-        let masks: Vec<String> = (0..vectors)
-            .map(|v| {
-                let lane: Vec<String> = (0..lanes).map(|j| format!("i32 {}", v * lanes + j)).collect();
-                f.let_("mask", format!("icmp ult <{lanes} x i32> <{}>, {bound}", lane.join(", ")))
-            })
-            .collect();
+        let masks = lane_masks(&mut f, "%p_valid", lanes, vectors);
         let full = f.let_("full", format!("icmp eq i64 %p_valid, {}", vectors * lanes));
         let partial = f.let_("partial", format!("xor i1 {full}, true"));
         for (condition, masked) in [(&full, false), (&partial, true)] {
             f.when(condition, |f| {
                 f.count("%k", |f, k| {
-                    let slot = f.pointer_at("%rows", k);
-                    let row = f.let_("row", format!("load ptr, ptr {slot}"));
+                    let row = match panel {
+                        Some(stride) => {
+                            let at = f.int("mul", k, stride);
+                            f.float_at("%rows", &at)
+                        }
+                        None => {
+                            let slot = f.pointer_at("%rows", k);
+                            f.let_("row", format!("load ptr, ptr {slot}"))
+                        }
+                    };
                     let xs: Vec<String> = (0..vectors)
                         .map(|v| {
                             let at = f.int("add", "%in_off", v * lanes);
-                            f.load_ty(ty, &row, &at, masked.then_some(masks[v].as_str()))
+                            let mask = (masked && panel.is_none()).then_some(masks[v].as_str());
+                            f.load_ty(ty, &row, &at, mask)
                         })
                         .collect();
                     let a = f.int("mul", k, rows);
@@ -538,6 +576,49 @@ impl Outputs {
              ptr {residuals}, i64 {out_off}, i64 {m_valid})",
             pr.k
         ));
+    }
+}
+
+/// The masks of the `vectors` vectors of a tile of which the first `p_valid` lanes are valid.
+fn lane_masks(f: &mut Function, p_valid: &str, lanes: usize, vectors: usize) -> Vec<String> {
+    let valid = f.let_("pv", format!("trunc i64 {p_valid} to i32"));
+    let one = f.let_("pv", format!("insertelement <{lanes} x i32> poison, i32 {valid}, i64 0"));
+    let bound = f.let_(
+        "pv",
+        format!(
+            "shufflevector <{lanes} x i32> {one}, <{lanes} x i32> poison, <{lanes} x i32> zeroinitializer"
+        ),
+    );
+    (0..vectors)
+        .map(|v| {
+            let lane: Vec<String> = (0..lanes).map(|j| format!("i32 {}", v * lanes + j)).collect();
+            f.let_("mask", format!("icmp ult <{lanes} x i32> <{}>, {bound}", lane.join(", ")))
+        })
+        .collect()
+}
+
+/// Copies the pixels `in_off..in_off + p_valid` of every row of `rows` (an array of `pr.k`
+/// row addresses) into the panel at `panel`: row `k` at `k * cols` floats, one tile wide.
+fn pack_panel(f: &mut Function, rows: &str, panel: &str, in_off: &str, p_valid: &str, pr: &Product) {
+    let (lanes, cols) = (pr.lanes, pr.cols());
+    let ty = Ty::Vector(lanes);
+    let full = f.let_("full", format!("icmp eq i64 {p_valid}, {cols}"));
+    let partial = f.let_("partial", format!("xor i1 {full}, true"));
+    for (condition, masked) in [(&full, false), (&partial, true)] {
+        f.when(condition, |f| {
+            let masks = if masked { lane_masks(f, p_valid, lanes, pr.vectors) } else { Vec::new() };
+            f.count(pr.k, |f, k| {
+                let slot = f.pointer_at(rows, k);
+                let row = f.let_("row", format!("load ptr, ptr {slot}"));
+                let to = f.int("mul", k, cols);
+                for v in 0..pr.vectors {
+                    let at = f.int("add", in_off, v * lanes);
+                    let x = f.load_ty(ty, &row, &at, masks.get(v).map(String::as_str));
+                    let at = f.int("add", &to, v * lanes);
+                    f.store_ty(ty, &x, panel, &at, None);
+                }
+            });
+        });
     }
 }
 

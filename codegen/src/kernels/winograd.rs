@@ -80,7 +80,7 @@ impl Lowering<'_> {
             vec![0.0; POSITIONS * cout],
             [POSITIONS, cin],
             [batch, tiles.rows * tiles.cols],
-            self.schedule(id).tile,
+            self.schedule(id),
         );
         let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; cout] };
         let bias = self.push(&bias);

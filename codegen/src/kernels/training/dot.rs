@@ -29,7 +29,7 @@ impl Lowering<'_> {
         let packed_at = p * cin;
         let base = self.scratch_arena((packed_at + groups * m_tiles * p * rows) * 4);
         let zeros = self.push(&vec![0.0; rows]);
-        let tile = self.tile(&[Step::AddResidual], rows, vectors);
+        let tile = self.tile(&[Step::AddResidual], rows, vectors, None);
         let tiles = m_tiles * k_tiles;
         let per_task = (TASK_MACS / (rows * cols * p)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
