@@ -60,9 +60,9 @@ impl Reloadable {
             numbered
                 .insert(name.clone(), Tensor::new(shape, (0..n).map(|i| (offset + i + 1) as f32).collect()));
         }
-        let lowered = lower(graph, weights, plan, target.isa(), &crate::schedule::DEFAULTS, JIT_SYMBOL)?;
+        let lowered = lower(graph, weights, plan, target.isa(), &crate::schedule::RELOADABLE, JIT_SYMBOL)?;
         let indices =
-            lower(graph, &numbered, plan, target.isa(), &crate::schedule::DEFAULTS, JIT_SYMBOL)?.weights;
+            lower(graph, &numbered, plan, target.isa(), &crate::schedule::RELOADABLE, JIT_SYMBOL)?.weights;
         let mut refresh = Vec::new();
         for (i, (&value, &index)) in lowered.weights.iter().zip(&indices).enumerate() {
             if index == 0.0 {
@@ -141,5 +141,29 @@ impl Reloadable {
     /// The outputs' shapes, in the order a run gives them.
     pub fn outputs(&self) -> &[Vec<usize>] {
         &self.outputs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 3x3 stride-1 convolution with 8 channels would take Winograd, whose weights are not
+    /// the parameters as they are: a reloadable model computes it directly, and new weights
+    /// give what `ir::eval` gives with them.
+    #[test]
+    fn reloaded_weights_reach_every_kernel() {
+        let text = r#"Network(name: "r", input: Image(channels: 8, height: 6, width: 7), body: [
+            Conv(out: 8, kernel: 3, bias: true, act: Relu), Conv(out: 5, kernel: 1)])"#;
+        let graph = ir::from_ron_str(text, "r.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+        let plan = passes::plan::plan(&graph, false);
+        let mut model = Reloadable::compile(&graph, &Weights::seeded(&graph, 1), &plan, 0).unwrap();
+        let other = Weights::seeded(&graph, 2);
+        model.set_weights(&other);
+        let input = Tensor::new(&[1, 8, 6, 7], (0..336).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect());
+        let expected = ir::eval::eval(&graph, &other, std::slice::from_ref(&input)).unwrap();
+        let out = Tensor::new(&expected[0].shape, model.model().run(&input.data));
+        let err = out.relative_error(&expected[0]);
+        assert!(err < 1e-5, "{err}");
     }
 }

@@ -133,33 +133,49 @@ pub fn kernel_key(graph: &Graph, id: NodeId) -> Option<String> {
 }
 
 /// Chosen schedules by kernel key, for one CPU.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Schedules(BTreeMap<String, Schedule>);
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedules {
+    chosen: BTreeMap<String, Schedule>,
+    /// Whether kernels may transform weights at compile time (Winograd): not where the
+    /// weights blob is refreshed from the parameters at run time, entry by entry (training).
+    transformed_weights: bool,
+}
 
 /// No chosen schedules: every kernel takes its default.
-pub static DEFAULTS: Schedules = Schedules(BTreeMap::new());
+pub static DEFAULTS: Schedules = Schedules { chosen: BTreeMap::new(), transformed_weights: true };
+
+/// Defaults for code whose weights are reloaded from the parameters (`Reloadable`): every
+/// weight in the blob is a parameter as it is, so no Winograd.
+pub static RELOADABLE: Schedules = Schedules { chosen: BTreeMap::new(), transformed_weights: false };
+
+impl Default for Schedules {
+    fn default() -> Schedules {
+        DEFAULTS.clone()
+    }
+}
 
 impl Schedules {
     /// The schedule of convolution `id` of `graph`: the chosen one, else the default.
     pub fn get(&self, graph: &Graph, id: NodeId, isa: Isa) -> Schedule {
-        kernel_key(graph, id)
-            .and_then(|key| self.0.get(&key).copied())
-            .unwrap_or_else(|| Schedule::default_for(graph, id, isa))
+        let schedule = kernel_key(graph, id)
+            .and_then(|key| self.chosen.get(&key).copied())
+            .unwrap_or_else(|| Schedule::default_for(graph, id, isa));
+        Schedule { winograd: schedule.winograd && self.transformed_weights, ..schedule }
     }
 
     /// Records `schedule` for kernel `key`.
     pub fn insert(&mut self, key: String, schedule: Schedule) {
-        self.0.insert(key, schedule);
+        self.chosen.insert(key, schedule);
     }
 
     /// How many convolutions have a chosen schedule.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.chosen.len()
     }
 
     /// Whether no convolution has a chosen schedule.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.chosen.is_empty()
     }
 }
 
@@ -224,9 +240,8 @@ impl Cache {
     /// The choices measured on `target`'s CPU.
     pub fn schedules_for(&self, target: &Target) -> Schedules {
         let cpu = cpu_name(target);
-        Schedules(
-            self.entries.iter().filter(|e| e.cpu == cpu).map(|e| (e.kernel.clone(), e.schedule)).collect(),
-        )
+        let chosen = self.entries.iter().filter(|e| e.cpu == cpu).map(|e| (e.kernel.clone(), e.schedule));
+        Schedules { chosen: chosen.collect(), ..Schedules::default() }
     }
 }
 
@@ -260,7 +275,7 @@ mod tests {
         assert_eq!(loaded.entries.len(), 2);
         let schedules = loaded.schedules_for(&target);
         assert_eq!(schedules.len(), 1);
-        assert_eq!(schedules.0["conv a"].tile, [3, 2], "the later measurement replaced the earlier");
+        assert_eq!(schedules.chosen["conv a"].tile, [3, 2], "the later measurement replaced the earlier");
     }
 
     #[test]
