@@ -155,7 +155,8 @@ mod tests {
     fn reloaded_weights_reach_every_kernel() {
         let text = r#"Network(name: "r", input: Image(channels: 8, height: 6, width: 7), body: [
             Conv(out: 8, kernel: 3, bias: true, act: Relu), Conv(out: 5, kernel: 1)])"#;
-        let graph = ir::from_ron_str(text, "r.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+        let graph =
+            ir::from_ron_str(text, "r.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
         let plan = passes::plan::plan(&graph, false);
         let mut model = Reloadable::compile(&graph, &Weights::seeded(&graph, 1), &plan, 0).unwrap();
         let other = Weights::seeded(&graph, 2);
