@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 use crate::emit::{Function, Ty};
 use crate::{CompiledModel, Error, Target, build};
 
+/// LLVM's optimization level for code that is timed: the fastest code, whatever it costs to make.
+pub const LLVM_LEVEL: u8 = 3;
+
 /// Summary of timed runs, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {

@@ -403,10 +403,9 @@ impl<'a> Lowering<'a> {
             Op::Conv(conv) => {
                 let x = self.graph.operands(id)[0];
                 let cin = self.graph.shape(x).channels();
-                let pointwise = conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0];
-                if pointwise {
+                if crate::kernels::gemm::pointwise(conv) {
                     self.pointwise_conv(f, id, chain);
-                } else if conv.groups == cin && conv.out_channels == cin {
+                } else if crate::kernels::window::depthwise(conv, cin) {
                     self.window(f, id, chain);
                 } else if crate::kernels::direct::suits(conv, cin) {
                     self.direct_conv(f, id, chain);

@@ -58,7 +58,7 @@ impl Schedule {
         let x = graph.shape(graph.operands(id)[0]);
         let (k, pixels) = (x.channels() / conv.groups, x.item_numel() / x.channels());
         let weights = conv.out_channels * k * 4;
-        let pointwise = conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0];
+        let pointwise = crate::kernels::gemm::pointwise(conv);
         match pointwise {
             true if weights > L2_BYTES && k * pixels * 4 <= L2_BYTES => {
                 Schedule { sweep: Sweep::Pixels, ..basic }
@@ -73,7 +73,7 @@ impl Schedule {
     pub fn candidates(graph: &Graph, id: NodeId, isa: Isa) -> Vec<Schedule> {
         let Op::Conv(conv) = &graph.node(id).op else { return Vec::new() };
         let cin = graph.shape(graph.operands(id)[0]).channels();
-        if (conv.groups == cin && conv.out_channels == cin) || crate::kernels::direct::suits(conv, cin) {
+        if crate::kernels::window::depthwise(conv, cin) || crate::kernels::direct::suits(conv, cin) {
             return Vec::new();
         }
         let default = Schedule::default_for(graph, id, isa);
@@ -82,7 +82,7 @@ impl Schedule {
             let rows = ((isa.registers - 1 - vectors) / vectors).min(16);
             (rows >= 2).then_some([rows, vectors])
         });
-        let pointwise = conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0];
+        let pointwise = crate::kernels::gemm::pointwise(conv);
         let winograd = crate::kernels::winograd::suits(conv, cin);
         // The sweep is a choice of the products whose tiles run in one flat order: 1x1 and
         // Winograd convolutions.

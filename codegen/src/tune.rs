@@ -7,12 +7,9 @@ use std::time::Duration;
 
 use ir::{Graph, Op, Value};
 
-use crate::bench::{Timing, samples};
+use crate::bench::{LLVM_LEVEL, Timing, samples};
 use crate::schedule::{Schedule, Schedules, kernel_key};
 use crate::{CompiledModel, Error, Target};
-
-/// LLVM's optimization level for timed code, as for every measured network.
-const LLVM_LEVEL: u8 = 3;
 
 /// How candidates are timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

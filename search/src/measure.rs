@@ -6,10 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use codegen::CompiledModel;
-use codegen::bench::Timing;
-
-/// LLVM's optimization level for code that is timed: the fastest code, whatever it costs to make.
-const LLVM_LEVEL: u8 = 3;
+use codegen::bench::{LLVM_LEVEL, Timing};
 
 /// How networks are timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

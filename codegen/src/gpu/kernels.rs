@@ -32,9 +32,7 @@ impl Kernels<'_> {
             return Ok(());
         }
         match &node.op {
-            Op::Conv(conv) if conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0] => {
-                self.pointwise(info, id, chain)
-            }
+            Op::Conv(conv) if crate::kernels::gemm::pointwise(conv) => self.pointwise(info, id, chain),
             Op::Conv(_) => self.conv(info, id, chain),
             Op::Linear { .. } => self.linear(info, id, chain),
             Op::MaxPool(_) | Op::AvgPool(_) => self.pool(info, id),

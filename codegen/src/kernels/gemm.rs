@@ -24,6 +24,12 @@ const IM2COL_FLOATS: usize = 1 << 15;
 /// Floats of padded planes a padding task should copy.
 const TASK_WORK: usize = 1 << 16;
 
+/// Whether `conv` is a 1x1 convolution with stride 1 and no padding: its input planes are the
+/// product's matrix `X` as they are.
+pub(crate) fn pointwise(conv: &ir::Conv) -> bool {
+    conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0]
+}
+
 /// Packs the `rows x k` row-major matrix `w` into micro-tiles of `tile_rows` rows:
 /// `[tile][k][tile_rows]`, zero-padded.
 fn pack(w: &[f32], rows: usize, k: usize, tile_rows: usize) -> Vec<f32> {
@@ -63,17 +69,29 @@ pub(crate) struct ScratchRows {
 }
 
 impl ScratchRows {
+    /// The address of row `r` of group `group` (of `groups`) of item `n`.
+    pub fn row(
+        &self,
+        f: &mut Function,
+        groups: usize,
+        group: impl std::fmt::Display,
+        n: &str,
+        r: &str,
+    ) -> String {
+        let item = f.int("mul", n, groups);
+        let item = f.int("add", &item, group);
+        let row = f.int("mul", &item, self.rows);
+        let row = f.int("add", &row, r);
+        let at = f.int("mul", &row, self.stride * 4);
+        let at = f.int("add", &at, self.base);
+        f.let_("row", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"))
+    }
+
     /// A stack array of the addresses of the rows of group `group` (of `groups`) of item `n`.
     fn array(&self, f: &mut Function, groups: usize, group: &str, n: &str) -> String {
         let array = f.pointer_array(self.rows);
-        let item = f.int("mul", n, groups);
-        let item = f.int("add", &item, group);
-        let first = f.int("mul", &item, self.rows);
         f.count(self.rows, |f, r| {
-            let row = f.int("add", &first, r);
-            let at = f.int("mul", &row, self.stride * 4);
-            let at = f.int("add", &at, self.base);
-            let p = f.let_("row", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"));
+            let p = self.row(f, groups, group, n, r);
             let slot = f.pointer_at(&array, r);
             f.line(format!("store ptr {p}, ptr {slot}"));
         });

@@ -2,7 +2,7 @@
 
 pub mod direct;
 pub mod elementwise;
-mod gemm;
+pub mod gemm;
 mod linear;
 mod training;
 pub mod window;

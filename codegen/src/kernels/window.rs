@@ -24,6 +24,11 @@ enum Combine {
     Average,
 }
 
+/// Whether conv `conv` reading `channels` input channels is depthwise (one window per channel).
+pub fn depthwise(conv: &ir::Conv, channels: usize) -> bool {
+    conv.groups == channels && conv.out_channels == channels
+}
+
 impl Lowering<'_> {
     /// A depthwise convolution or a pooling layer, with its fused epilogues `chain`.
     pub fn window(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {

@@ -246,16 +246,7 @@ impl Lowering<'_> {
 
 /// The addresses of row `c` of each position's matrix in `rows`, for batch item `n`.
 fn position_rows(f: &mut Function, rows: &ScratchRows, n: &str, c: &str) -> Vec<String> {
-    (0..POSITIONS)
-        .map(|at| {
-            let row = f.int("mul", n, POSITIONS * rows.rows);
-            let row = f.int("add", &row, at * rows.rows);
-            let row = f.int("add", &row, c);
-            let offset = f.int("mul", &row, rows.stride * 4);
-            let offset = f.int("add", &offset, rows.base);
-            f.let_("row", format!("getelementptr inbounds i8, ptr %arena, i64 {offset}"))
-        })
-        .collect()
+    (0..POSITIONS).map(|at| rows.row(f, POSITIONS, at, n, c)).collect()
 }
 
 /// `Bᵀ x` for a column `x` of four vectors.

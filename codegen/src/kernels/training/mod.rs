@@ -15,6 +15,7 @@ use ir::{NodeId, TrainOp, Value};
 use passes::plan::Placement;
 
 use crate::emit::Function;
+use crate::kernels::gemm::pointwise;
 use crate::lower::Lowering;
 
 impl Lowering<'_> {
@@ -64,11 +65,6 @@ impl Lowering<'_> {
         let data = self.param(self.graph.node(id), suffix);
         self.push(&data)
     }
-}
-
-/// Whether `conv` is a 1x1 convolution with stride 1 and no padding: a plain product.
-fn pointwise(conv: &ir::Conv) -> bool {
-    conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0]
 }
 
 /// The outputs `lo..hi` of a window axis whose tap at offset `tap` (kernel position times
