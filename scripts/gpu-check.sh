@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Checks and times archc's PTX backend on an NVIDIA GPU, beside PyTorch, in two phases
 # (bench/gpu/README.md says more):
-#   scripts/gpu-check.sh prepare               here, with Rust and LLVM: builds, compiles the
-#                                              networks and their expected outputs into gpu-bundle/
+#   scripts/gpu-check.sh prepare               here, with Rust and LLVM: builds archc and archc-gpu,
+#                                              packs them with the libraries the GPU machine lacks,
+#                                              and compiles the timed networks into gpu-bundle/
 #   scripts/gpu-check.sh device [--no-compile] on the GPU machine, from the repository root, with
-#                                              gpu-bundle/ carried: checks, times, prints one table
+#                                              gpu-bundle/ carried: checks every zoo network against
+#                                              the interpreter and the torchvision ones against
+#                                              PyTorch, times, prints one table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Timed at batch 1 and 64, against PyTorch.
 NETS=(shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5 shufflenet_v2_x2_0 mobilenet_v2)
-# Checked for correctness at batch 1, so their weights travel; the others' stay behind, since
-# the benchmark times zeros, to keep what is carried under the device tool's 64 MiB.
-CHECKED=(shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5 mobilenet_v2)
+# Checked against PyTorch with the same seeded weights (scripts/torch_parity.py's models).
+PARITY=(shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5 shufflenet_v2_x2_0 mobilenet_v2 resnet18 resnet50)
+# archc is linked to Debian's LLVM 19, which the GPU machine (Ubuntu 24.04) lacks, as it lacks
+# libz3 4: both travel compressed. Everything else libLLVM needs is there.
+LIBS=(libLLVM.so.19.1 libz3.so.4)
 BUNDLE=gpu-bundle
 # The bundle and the tracked tree travel together; leave room under 64 MiB.
 LIMIT_MIB=60
@@ -24,7 +30,7 @@ prepare() {
     cargo build --release
     local archc=target/release/archc
     rm -rf "$BUNDLE"
-    mkdir -p "$BUNDLE"
+    mkdir -p "$BUNDLE/lib"
     for net in "${NETS[@]}"; do
         for batch in 1 64; do
             echo "compiling $net at batch $batch"
@@ -32,56 +38,30 @@ prepare() {
                 -o "$BUNDLE/${net}_b$batch.ptx"
         done
     done
-    for net in "${CHECKED[@]}"; do
-        echo "expected output of $net (reference interpreter)"
-        write_input "$BUNDLE/${net}_b1.launch.json" "$BUNDLE/${net}_b1.input.npy"
-        "$archc" run "zoo/$net.ron" --backend interp --input "$BUNDLE/${net}_b1.input.npy" \
-            --output "$BUNDLE/${net}_b1.expected.npy"
+    # The timing runs on zero weights, which take as long; the checks compile their own there.
+    rm "$BUNDLE"/*.weights
+    cp "$archc" target/release/archc-gpu "$BUNDLE/"
+    for lib in "${LIBS[@]}"; do
+        local path
+        path=$(ldd "$archc" | awk -v lib="$lib" '$1 == lib { print $3 }')
+        [[ -f $path ]] || { echo "archc does not link $lib: update LIBS" >&2; exit 1; }
+        echo "compressing $path"
+        xz -T0 -6 -c "$path" >"$BUNDLE/lib/$lib.xz"
     done
-    for weights in "$BUNDLE"/*.weights; do
-        local keep=0
-        for net in "${CHECKED[@]}"; do
-            if [[ $weights == "$BUNDLE/${net}_b1.weights" ]]; then keep=1; fi
-        done
-        if ((!keep)); then rm "$weights"; fi
-    done
-    cp target/release/archc-gpu "$BUNDLE/"
     local bundle tree
     bundle=$(du -sb "$BUNDLE" | cut -f1)
     tree=$(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)
     echo "$BUNDLE: $((bundle / 1024 / 1024)) MiB; with the tracked tree: $(((bundle + tree) / 1024 / 1024)) MiB (limit 64)"
     if ((bundle + tree > LIMIT_MIB * 1024 * 1024)); then
-        echo "too large to carry to the device: keep fewer weights" >&2
+        echo "too large to carry to the device" >&2
         exit 1
     fi
-}
-
-# A seeded standard-normal float32 .npy of the plan's input shape (plain Python: no numpy here).
-write_input() {
-    python3 - "$1" "$2" <<'EOF'
-import json, random, struct, sys
-plan, out = sys.argv[1:3]
-inputs = json.load(open(plan))["inputs"]
-if len(inputs) != 1:
-    sys.exit(f"{plan}: {len(inputs)} inputs; gpu-check writes one")
-shape = inputs[0]
-count = 1
-for d in shape:
-    count *= d
-rng = random.Random(0)
-data = struct.pack(f"<{count}f", *(rng.gauss(0.0, 1.0) for _ in range(count)))
-dims = ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "")
-header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % dims
-header += " " * (-(10 + len(header) + 1) % 64) + "\n"  # the data starts 64-byte aligned
-with open(out, "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data)
-EOF
 }
 
 device() {
     local compile=1
     [[ ${1-} == --no-compile ]] && compile=0
-    local start=$SECONDS work gpu=$BUNDLE/archc-gpu failed=0
+    local start=$SECONDS work gpu=$BUNDLE/archc-gpu archc=$BUNDLE/archc failed=0
     # Seconds left of the budget, less what the table needs; at least 1, since `timeout 0`
     # would mean no limit at all.
     left() {
@@ -89,14 +69,24 @@ device() {
         echo $((s > 1 ? s : 1))
     }
     work=$(mktemp -d)
-    [[ -x $gpu ]] || chmod +x "$gpu"
+    chmod +x "$gpu" "$archc"
     nvidia-smi -L
-    for net in "${CHECKED[@]}"; do
-        [[ -f $BUNDLE/${net}_b1.weights ]] || continue
-        timeout "$(left)" "$gpu" check "$BUNDLE/${net}_b1.ptx" --input "$BUNDLE/${net}_b1.input.npy" \
-            --expected "$BUNDLE/${net}_b1.expected.npy" --json >"$work/check_$net.json" || failed=1
-        cat "$work/check_$net.json"
+    mkdir -p "$work/lib"
+    for lib in "${LIBS[@]}"; do
+        xz -dc "$BUNDLE/lib/$lib.xz" >"$work/lib/$lib"
     done
+    export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    if "$archc" --version; then
+        # Every zoo network against the interpreter, then the torchvision ones against PyTorch.
+        timeout "$(left)" python3 bench/gpu/zoo_check.py --archc "$archc" --jobs 16 --json "$work/zoo.json" \
+            | tee "$work/zoo.md" || failed=1
+        printf '%s\n' "${PARITY[@]}" | timeout "$(left)" xargs -P 8 -I{} python3 scripts/torch_parity.py \
+            --model {} --out "$work/parity" --archc "$archc" --backend cuda | tee "$work/parity.txt" || failed=1
+    else
+        echo "archc does not start here (its libraries: below); the checks are skipped"
+        ldd "$archc"
+        failed=1
+    fi
     for net in "${NETS[@]}"; do
         for batch in 1 64; do
             timeout "$(left)" "$gpu" bench "$BUNDLE/${net}_b$batch.ptx" --json \
@@ -119,10 +109,10 @@ device() {
     exit "$failed"
 }
 
-# The markdown table from the results in folder $1.
+# The markdown tables from the results in folder $1.
 table() {
     python3 - "$1" "${NETS[@]}" <<'EOF'
-import json, os, sys
+import json, os, re, sys
 work, nets = sys.argv[1], sys.argv[2:]
 
 def load(name):
@@ -134,28 +124,44 @@ def load(name):
         return None
 
 def torch_ms(name, key):
-    return {(r["model"], r["batch"]): r[key] for r in load(name) or []}
+    return {(r["model"], r["batch"]): r.get(key) for r in load(name) or []}
 
-eager, compiled = torch_ms("eager.json", "eager_ms"), torch_ms("compile.json", "compile_ms")
+def text(name):
+    path = os.path.join(work, name)
+    return open(path).read() if os.path.exists(path) else ""
+
+eager, graph = torch_ms("eager.json", "eager_ms"), torch_ms("eager.json", "graph_ms")
+compiled = torch_ms("compile.json", "compile_ms")
+zoo = {r["network"]: r for r in load("zoo.json") or []}
+parity = dict(re.findall(r"^(\w+): archc \(cuda\) vs torch: .*relative error = (\S+)$", text("parity.txt"), re.M))
 ms = lambda v: "–" if v is None else f"{v:.3f}"
+ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"
 device = "the GPU"
-print("| model | batch | archc ms | torch eager ms | torch.compile ms | archc/eager | check |")
-print("|---|---|---|---|---|---|---|")
+print("| model | batch | archc ms | torch eager ms | torch eager, CUDA graph ms | torch.compile ms "
+      "| archc / eager | archc / graph | vs interpreter | vs torch |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for net in nets:
     for batch in (1, 64):
         bench = load(f"bench_{net}_b{batch}.json")
         archc = bench["median_ms"] if bench else None
         device = bench["device"] if bench else device
-        e = eager.get((net, batch))
-        ratio = f"{archc / e:.2f}" if archc and e else "–"
-        check = "-"
-        if batch == 1 and os.path.exists(os.path.join(work, f"check_{net}.json")):
-            c = load(f"check_{net}.json")
-            check = "error" if c is None else f"{c['max_relative_error']:.1e}" + ("" if c["pass"] else " FAILED")
-        cell = ms(archc) if bench else "error"
-        print(f"| {net} | {batch} | {cell} | {ms(e)} | {ms(compiled.get((net, batch)))} | {ratio} | {check} |")
-print(f"\n{device}, fp32; median ms of 50 runs by CUDA events; archc replays its launches as one CUDA graph, "
-      "PyTorch launches eagerly (TF32 off); check: max relative error against archc's reference interpreter.")
+        key = (net, batch)
+        interp, vs_torch = "", ""
+        if batch == 1:
+            z = zoo.get(f"zoo/{net}.ron")
+            interp = "–" if z is None else f"{z['max_relative_error']:.1e}" if z["pass"] else "FAILED"
+            vs_torch = f"{float(parity[net]):.1e}" if net in parity else "–"
+        print(f"| {net} | {batch} | {ms(archc) if bench else 'error'} | {ms(eager.get(key))} | {ms(graph.get(key))} "
+              f"| {ms(compiled.get(key))} | {ratio(archc, eager.get(key))} | {ratio(archc, graph.get(key))} "
+              f"| {interp} | {vs_torch} |")
+print(f"\n{device}, fp32 (TF32 off); median ms of 50 runs by CUDA events. archc replays its launches as one "
+      "CUDA graph; PyTorch runs eagerly, and eagerly captured as one CUDA graph. Errors: max relative error "
+      "at batch 1 against archc's interpreter (same seeded weights) and against PyTorch (same seeded "
+      "torchvision weights, on the GPU).")
+print("\n## Every zoo network against the interpreter, on the GPU\n")
+print(text("zoo.md").strip() or "not run")
+print("\n## torchvision models against PyTorch, both on the GPU\n")
+print("\n".join(l for l in text("parity.txt").splitlines() if " vs torch: " in l) or "not run")
 EOF
 }
 

@@ -9,11 +9,13 @@ safetensors numpy`):
     scripts/torch_parity.py --model shufflenet_v2_x0_5 --resolution 64 --batch 2 --classes 10 \
         --out ir/tests/parity
     scripts/torch_parity.py --model shufflenet_v2_x1_0 --out /tmp/full --archc target/release/archc
+    scripts/torch_parity.py --model resnet18 --out /tmp/gpu --archc archc --backend cuda   # on a GPU
 
 Files written to OUT: MODEL.safetensors (the state_dict, as `safetensors.torch.save_file` writes
 it), MODEL.input.npy, MODEL.output.npy, and MODEL.json (what archc needs to rebuild the same
-network). With --archc, the script also runs `archc run` on the fixture and prints the relative
-error max|archc - torch| / max|torch|.
+network). With --archc, the script also runs `archc run` on the fixture (with --backend: the
+interpreter, native CPU code, or the GPU, where torch computes too) and prints the relative error
+max|archc - torch| / max|torch|; exit status 1 above 1e-4.
 """
 import argparse
 import json
@@ -67,6 +69,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=pathlib.Path)
     p.add_argument("--archc", help="path to an archc binary: run it on the fixture and report the error")
+    p.add_argument("--backend", choices=["interp", "cpu", "cuda"], default="interp",
+                   help="archc's backend with --archc; cuda also computes torch's output on the GPU (TF32 off)")
     args = p.parse_args()
     if args.width is not None and MODELS[args.model][1] is None:
         p.error(f"--width does not apply to {args.model}")
@@ -81,7 +85,12 @@ def main():
     gen = torch.Generator().manual_seed(args.seed + 1)
     x = torch.randn(args.batch, 3, args.resolution, args.resolution, generator=gen)
     with torch.no_grad():
-        y = model(x)
+        if args.backend == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            y = model.cuda()(x.cuda()).cpu()
+        else:
+            y = model(x)
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / args.model
@@ -98,14 +107,15 @@ def main():
     if args.archc:
         out = f"{stem}.archc.npy"
         cmd = [args.archc, "run", network, "--weights", f"{stem}.safetensors",
-               "--input", f"{stem}.input.npy", "--output", out]
+               "--input", f"{stem}.input.npy", "--output", out, "--backend", args.backend, "--batch", str(args.batch)]
         for k, v in overrides.items():
             cmd += ["--set", f"{k}={v}"]
         subprocess.run(cmd, check=True)
         ours = np.load(out)
         ref = y.numpy()
         err = np.abs(ours - ref).max() / np.abs(ref).max()
-        print(f"archc vs torch: max|diff| = {np.abs(ours - ref).max():.3e}, relative error = {err:.3e}")
+        print(f"{args.model}: archc ({args.backend}) vs torch: max|diff| = {np.abs(ours - ref).max():.3e}, "
+              f"relative error = {err:.3e}")
         return 0 if err < 1e-4 else 1
     return 0
 
