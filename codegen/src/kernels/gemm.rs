@@ -263,10 +263,19 @@ impl Lowering<'_> {
         let tiles = m_tiles * p_tiles;
         // Consecutive tiles of a task share their input pixels (channel sweep) or their weights
         // (pixel sweep), which stay in L1 while the other operand streams.
-        let per_task = (TASK_MACS / (rows * cols * pr.k)).clamp(1, tiles);
+        // Packed panels spare a task its own packing, not its tables of planes: longer tasks.
+        let packs = matches!(pr.sweep, Sweep::Packed | Sweep::PackedPixels);
+        let task_macs = if packs { 4 * TASK_MACS } else { TASK_MACS };
+        let per_task = (task_macs / (rows * cols * pr.k)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
-        // A panel holds one pixel tile of every input row, `cols` floats apart.
-        let panel = (pr.sweep == Sweep::Panel && shift.is_none()).then_some(cols);
+        // A panel holds one pixel tile of every input row, `cols` floats apart: one per task in
+        // thread scratch (panel sweep), or all of them packed before the product.
+        let panel = ((pr.sweep == Sweep::Panel || packs) && shift.is_none()).then_some(cols);
+        let packed = match &x {
+            Operand::Planes(x) if packs => Some(self.pack_panels(f, &pr, *x, p_tiles)),
+            Operand::Scratch(_) if packs => unreachable!("packed panels are a 1x1 product's"),
+            _ => None,
+        };
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors, panel);
         let narrow = self.narrow_tile(&chain.steps, &pr, panel);
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
@@ -274,6 +283,8 @@ impl Lowering<'_> {
             let rest = f.int("udiv", "%t", chunks);
             let (group, n) = (f.int("urem", &rest, pr.groups), f.int("udiv", &rest, pr.groups));
             let inputs = match (&shift, &x) {
+                // Packed panels are all a task reads.
+                _ if packed.is_some() => String::new(),
                 (None, Operand::Planes(x)) => {
                     let first_in = f.int("mul", &group, pr.k);
                     l.plane_array(f, *x, &first_in, pr.k, &n)
@@ -306,18 +317,20 @@ impl Lowering<'_> {
                 }
             };
             let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
-            let panel_at =
-                panel.map(|_| f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4)));
+            let panel_at = (pr.sweep == Sweep::Panel)
+                .then(|| f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4)));
             let first_tile = f.int("mul", &chunk, per_task);
             f.count(per_task, |f, i| {
                 let t = f.int("add", &first_tile, i);
                 let valid = f.let_("ok", format!("icmp ult i64 {t}, {tiles}"));
                 f.when(&valid, |f| {
                     let (pt, mt) = match pr.sweep {
-                        Sweep::Channels | Sweep::Panel => {
+                        Sweep::Channels | Sweep::Panel | Sweep::Packed => {
                             (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
                         }
-                        Sweep::Pixels => (f.int("urem", &t, p_tiles), f.int("udiv", &t, p_tiles)),
+                        Sweep::Pixels | Sweep::PackedPixels => {
+                            (f.int("urem", &t, p_tiles), f.int("udiv", &t, p_tiles))
+                        }
                     };
                     let (in_off, p_valid, out_off) = match (&shift, row_tiles) {
                         (Some((s, _)), Some(per_row)) => {
@@ -338,8 +351,8 @@ impl Lowering<'_> {
                             (p0.clone(), p_valid, p0)
                         }
                     };
-                    let (rows_of, in_off) = match &panel_at {
-                        Some(at) => {
+                    let (rows_of, in_off) = match (&panel_at, packed) {
+                        (Some(at), _) => {
                             // A task's first tile and each new pixel tile pack their pixels.
                             let first = f.let_("first", format!("icmp eq i64 {i}, 0"));
                             let top = f.let_("top", format!("icmp eq i64 {mt}, 0"));
@@ -347,7 +360,12 @@ impl Lowering<'_> {
                             f.when(&fresh, |f| pack_panel(f, &inputs, at, &in_off, &p_valid, &pr));
                             (at.clone(), "0".to_string())
                         }
-                        None => (inputs.clone(), in_off),
+                        (None, Some(base)) => {
+                            let item = f.int("mul", &n, pr.groups);
+                            let item = f.int("add", &item, &group);
+                            (packed_panel(f, &pr, base, p_tiles, &item, &pt), "0".to_string())
+                        }
+                        (None, None) => (inputs.clone(), in_off),
                     };
                     tiles_fitting(f, &tile, narrow.as_deref(), pr.lanes, &p_valid, |f, tile| {
                         outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off)
@@ -355,6 +373,35 @@ impl Lowering<'_> {
                 });
             });
         });
+    }
+
+    /// Copies every pixel tile of the input planes `x` of product `pr` into its panel in arena
+    /// scratch (see [`packed_panel`]), in parallel; returns the panels' byte offset.
+    fn pack_panels(&mut self, f: &mut Function, pr: &Product, x: ir::Value, p_tiles: usize) -> usize {
+        let (cols, panel_floats) = (pr.cols(), pr.k * pr.cols());
+        let base = self.scratch_arena(pr.batch * pr.groups * p_tiles * panel_floats * 4);
+        let per_task = (TASK_WORK / panel_floats).clamp(1, p_tiles);
+        let chunks = p_tiles.div_ceil(per_task);
+        self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
+            let chunk = f.int("urem", "%t", chunks);
+            let item = f.int("udiv", "%t", chunks);
+            let (group, n) = (f.int("urem", &item, pr.groups), f.int("udiv", &item, pr.groups));
+            let first_in = f.int("mul", &group, pr.k);
+            let inputs = l.plane_array(f, x, &first_in, pr.k, &n);
+            let first = f.int("mul", &chunk, per_task);
+            f.count(per_task, |f, i| {
+                let pt = f.int("add", &first, i);
+                let valid = f.let_("ok", format!("icmp ult i64 {pt}, {p_tiles}"));
+                f.when(&valid, |f| {
+                    let p0 = f.int("mul", &pt, cols);
+                    let left = f.int("sub", pr.p, &p0);
+                    let p_valid = f.umin(&left, cols);
+                    let panel = packed_panel(f, pr, base, p_tiles, &item, &pt);
+                    pack_panel(f, &inputs, &panel, &p0, &p_valid, pr);
+                });
+            });
+        });
+        base
     }
 
     /// Any other convolution: each task copies a block of pixels' receptive fields into
@@ -613,6 +660,16 @@ fn lane_masks(f: &mut Function, p_valid: &str, lanes: usize, vectors: usize) -> 
             f.let_("mask", format!("icmp ult <{lanes} x i32> <{}>, {bound}", lane.join(", ")))
         })
         .collect()
+}
+
+/// The address of the packed panel of pixel tile `pt` of item `item` (`n * groups + group`):
+/// `k` rows of `cols` floats from arena byte `base`, the panels of one item's group in order.
+fn packed_panel(f: &mut Function, pr: &Product, base: usize, p_tiles: usize, item: &str, pt: &str) -> String {
+    let panel = f.int("mul", item, p_tiles);
+    let panel = f.int("add", &panel, pt);
+    let at = f.int("mul", &panel, pr.k * pr.cols() * 4);
+    let at = f.int("add", &at, base);
+    f.let_("panel", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"))
 }
 
 /// Copies the pixels `in_off..in_off + p_valid` of every row of `rows` (an array of `pr.k`
