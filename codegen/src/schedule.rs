@@ -307,6 +307,27 @@ mod tests {
     }
 
     #[test]
+    fn small_planes_default_to_packed_panels_and_heavy_weights_to_the_pixel_order() {
+        let isa = Target::named("x86_64-linux-gnu").unwrap().isa();
+        let sweep = |channels: usize, side: usize, out: usize| {
+            let text = format!(
+                r#"Network(name: "n", input: Image(channels: {channels}, height: {side}, width: {side}),
+                    body: [Conv(out: {out}, kernel: 1)])"#
+            );
+            let graph =
+                ir::from_ron_str(&text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+            let conv = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
+            Schedule::default_for(&graph, conv, isa).sweep
+        };
+        // ShuffleNet V2 2.0x's last 1x1 conv: 8 MB of weights on a 7x7 plane.
+        assert_eq!(sweep(976, 7, 2048), Sweep::PackedPixels);
+        assert_eq!(sweep(244, 14, 244), Sweep::Packed);
+        // Past 16x16: packed per task, or the pixel order where the weights outgrow L2.
+        assert_eq!(sweep(122, 28, 122), Sweep::Panel);
+        assert_eq!(sweep(64, 28, 1280), Sweep::Pixels);
+    }
+
+    #[test]
     fn candidates_fit_the_registers_and_start_with_the_default() {
         let text = r#"Network(name: "n", input: Image(channels: 16, height: 8, width: 8), body: [
             Conv(out: 16, kernel: 3), Conv(out: 16, kernel: 3, groups: 16), Conv(out: 8, kernel: 1)])"#;
