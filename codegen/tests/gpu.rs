@@ -47,12 +47,15 @@ proptest! {
 }
 
 /// GEMM tiles with ragged edges on every axis: channels and pixels that are not multiples of
-/// the tile, several reduction steps, groups, and a fused residual add and activation.
+/// the tile, several reduction steps, groups, and a fused residual add and activation. The
+/// 9x11 planes take 16x16 tiles; on the 64x64 planes the first product takes 32x32 tiles and
+/// the second 64x64 (enough blocks for each).
 #[test]
 fn pointwise_gemm_tiles_with_ragged_edges() {
-    for (groups, channels, out) in [(1, 37, 70), (2, 38, 134), (1, 16, 64)] {
+    for (groups, channels, out, side) in [(1, 37, 70, 9), (2, 38, 134, 9), (1, 16, 64, 9), (1, 70, 134, 64)] {
+        let width = side + 2;
         let text = format!(
-            r#"Network(name: "p", input: Image(channels: {channels}, height: 9, width: 11), body: [
+            r#"Network(name: "p", input: Image(channels: {channels}, height: {side}, width: {width}), body: [
                 Alias(name: "x"), Conv(out: {channels}, kernel: 1, groups: {groups}, bn: false, act: None, name: "c"),
                 Add(["x", "c"]), Relu, Conv(out: {out}, kernel: 1, groups: {groups}, bias: true, bn: false, act: Relu6)])"#
         );
@@ -61,7 +64,7 @@ fn pointwise_gemm_tiles_with_ragged_edges() {
         let weights = ir::Weights::seeded(&graph, 7);
         for level in [Level::O0, Level::O2] {
             let err = emulated_error(&graph, &weights, level, 7);
-            assert!(err < 1e-4, "groups {groups}, {channels} -> {out} at {level:?}: relative error {err}");
+            assert!(err < 1e-4, "groups {groups}, {channels} -> {out} on {side}x{width} at {level:?}: {err}");
         }
     }
 }

@@ -13,12 +13,29 @@ use crate::epilogue::{self, Chain, emit_activation};
 use crate::kernels::elementwise::{batch_norm, channel_copies, element_sources};
 use crate::lower::{Lowering, StepInfo, planes};
 
-/// GEMM tile: output channels and pixels per block, reduction step.
-const TILE_M: usize = 64;
-const TILE_P: usize = 64;
+/// GEMM reduction step: floats of `k` per shared-memory tile.
 const TILE_K: usize = 16;
-/// Each thread computes `SUB x SUB` outputs, strided by `THREADS / (TILE_P / SUB)`.
-const SUB: usize = 4;
+
+/// A block's GEMM tile: `size` output channels by `size` pixels, each thread computing `sub x
+/// sub` of them, strided by `THREADS / (size / sub)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct GemmTile {
+    size: usize,
+    sub: usize,
+}
+
+/// The tiles a GEMM may take, largest (most reuse of what each block loads) first.
+const GEMM_TILES: [GemmTile; 3] =
+    [GemmTile { size: 64, sub: 4 }, GemmTile { size: 32, sub: 2 }, GemmTile { size: 16, sub: 1 }];
+
+/// Blocks a GEMM should launch to fill the GPU: two per SM of an H100 (132). A batch-1 7x7
+/// plane gives 32 blocks of 64x64 even for 2048 channels.
+const ENOUGH_BLOCKS: usize = 264;
+
+/// The largest tile that gives `blocks(tile)` at least [`ENOUGH_BLOCKS`], else the smallest.
+fn gemm_tile(blocks: impl Fn(GemmTile) -> usize) -> GemmTile {
+    GEMM_TILES.into_iter().find(|&t| blocks(t) >= ENOUGH_BLOCKS).unwrap_or(GEMM_TILES[2])
+}
 
 impl Kernels<'_> {
     /// The kernel(s) of node `id` and its fused epilogues `chain`.
@@ -186,7 +203,8 @@ impl Kernels<'_> {
     }
 
     /// A 1x1 convolution (any groups) as a GEMM per batch item and group, `out[m, p] = sum_k
-    /// w[m, k] x[k, p]`, tiled `TILE_M x TILE_P` per block through shared memory.
+    /// w[m, k] x[k, p]`, tiled per block through shared memory: 64x64 tiles, or smaller
+    /// where those would leave SMs idle ([`gemm_tile`]).
     fn pointwise(&mut self, info: StepInfo, id: NodeId, chain: &Chain) {
         let graph = self.l.graph;
         let node = graph.node(id);
@@ -208,14 +226,16 @@ impl Kernels<'_> {
         }
         let weights = self.l.push(&packed);
         let bias = self.bias(node, conv.bias, cout);
-        let (m_tiles, p_tiles) = (m_len.div_ceil(TILE_M), p_len.div_ceil(TILE_P));
+        let tile = gemm_tile(|t| batch * groups * m_len.div_ceil(t.size) * p_len.div_ceil(t.size));
+        let GemmTile { size, sub } = tile;
+        let (m_tiles, p_tiles) = (m_len.div_ceil(size), p_len.div_ceil(size));
         let grid = Grid {
             blocks: batch * groups * m_tiles * p_tiles,
             threads: THREADS,
-            shared_floats: TILE_K * (TILE_M + TILE_P),
+            shared_floats: TILE_K * 2 * size,
         };
         let chain = chain.clone();
-        let columns = TILE_P / SUB;
+        let columns = size / sub;
         self.launch(info, grid, |l, b| {
             let f = &mut *b.f;
             let p_tile = f.int("urem", &b.id, p_tiles);
@@ -224,15 +244,15 @@ impl Kernels<'_> {
             let rest = f.int("udiv", &rest, m_tiles);
             let group = f.int("urem", &rest, groups);
             let item = f.int("udiv", &rest, groups);
-            let m0 = f.int("mul", &m_tile, TILE_M);
-            let p0 = f.int("mul", &p_tile, TILE_P);
+            let m0 = f.int("mul", &m_tile, size);
+            let p0 = f.int("mul", &p_tile, size);
             let k_first = f.int("mul", &group, k_len);
             let m_first = f.int("mul", &group, m_len);
             let a_tile = b.shared.clone();
-            let b_tile = b.f.float_at(&a_tile, &(TILE_K * TILE_M).to_string());
-            let acc = b.private(SUB * SUB);
+            let b_tile = b.f.float_at(&a_tile, &(TILE_K * size).to_string());
+            let acc = b.private(sub * sub);
             b.threads(|f, t| {
-                f.count(SUB * SUB, |f, i| {
+                f.count(sub * sub, |f, i| {
                     let slot = acc.at(f, t, i);
                     f.store("0.0", &slot, "0");
                 })
@@ -240,14 +260,14 @@ impl Kernels<'_> {
             b.repeat(k_len.div_ceil(TILE_K), |b, kt| {
                 let k0 = b.f.int("mul", kt, TILE_K);
                 b.threads(|f, t| {
-                    // Each thread loads (TILE_K * TILE_M) / THREADS floats of each tile; the
+                    // Each thread loads (TILE_K * size) / THREADS floats of each tile; the
                     // element index `e` is the row-major position in the tile.
-                    f.count(TILE_K * TILE_M / THREADS, |f, r| {
+                    f.count(TILE_K * size / THREADS, |f, r| {
                         let e = f.int("mul", r, THREADS);
                         let e = f.int("add", &e, t);
-                        let kk = f.int("udiv", &e, TILE_M);
+                        let kk = f.int("udiv", &e, size);
                         let k = f.int("add", &k0, &kk);
-                        let col = f.int("urem", &e, TILE_M);
+                        let col = f.int("urem", &e, size);
                         let m = f.int("add", &m0, &col);
                         f.store("0.0", &a_tile, &e);
                         let valid = both_below(f, &k, k_len, &m, m_len);
@@ -273,19 +293,19 @@ impl Kernels<'_> {
                 b.threads(|f, t| {
                     let (row, column) = (f.int("udiv", t, columns), f.int("urem", t, columns));
                     f.count(TILE_K, |f, kk| {
-                        let a_row = f.int("mul", kk, TILE_M);
+                        let a_row = f.int("mul", kk, size);
                         let a_row = f.int("add", &a_row, &row);
-                        let b_row = f.int("mul", kk, TILE_P);
+                        let b_row = f.int("mul", kk, size);
                         let b_row = f.int("add", &b_row, &column);
-                        f.count(SUB, |f, i| {
+                        f.count(sub, |f, i| {
                             let at = f.int("mul", i, THREADS / columns);
                             let at = f.int("add", &at, &a_row);
                             let a = f.load(&a_tile, &at);
-                            f.count(SUB, |f, j| {
+                            f.count(sub, |f, j| {
                                 let at = f.int("mul", j, columns);
                                 let at = f.int("add", &at, &b_row);
                                 let bv = f.load(&b_tile, &at);
-                                let slot = f.int("mul", i, SUB);
+                                let slot = f.int("mul", i, sub);
                                 let slot = f.int("add", &slot, j);
                                 let slot = acc.at(f, t, &slot);
                                 f.fma_into(Ty::Scalar, &slot, &a, &bv);
@@ -296,17 +316,17 @@ impl Kernels<'_> {
             });
             b.threads(|f, t| {
                 let (row, column) = (f.int("udiv", t, columns), f.int("urem", t, columns));
-                f.count(SUB, |f, i| {
+                f.count(sub, |f, i| {
                     let m = f.int("mul", i, THREADS / columns);
                     let m = f.int("add", &m, &row);
                     let m = f.int("add", &m, &m0);
-                    f.count(SUB, |f, j| {
+                    f.count(sub, |f, j| {
                         let p = f.int("mul", j, columns);
                         let p = f.int("add", &p, &column);
                         let p = f.int("add", &p, &p0);
                         let valid = both_below(f, &m, m_len, &p, p_len);
                         f.when(&valid, |f| {
-                            let slot = f.int("mul", i, SUB);
+                            let slot = f.int("mul", i, sub);
                             let slot = f.int("add", &slot, j);
                             let slot = acc.at(f, t, &slot);
                             let co = f.int("add", &m_first, &m);
@@ -478,4 +498,22 @@ fn finish_output(
     });
     let dst = l.plane(f, out, channel, item);
     f.store(&y, &dst, pixel);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_tiles_shrink_until_the_gpu_is_filled() {
+        let blocks = |batch: usize, m: usize, p: usize| {
+            move |t: GemmTile| batch * m.div_ceil(t.size) * p.div_ceil(t.size)
+        };
+        // ShuffleNet V2 2.0x's last 1x1 conv (2048 channels on 7x7) at batch 1, and at 64.
+        assert_eq!(gemm_tile(blocks(1, 2048, 49)), GemmTile { size: 16, sub: 1 });
+        assert_eq!(gemm_tile(blocks(64, 2048, 49)), GemmTile { size: 64, sub: 4 });
+        // A 28x28 stage at batch 1: 4 x 13 blocks of 64, 8 x 25 of 32, so 16.
+        assert_eq!(gemm_tile(blocks(1, 244, 784)), GemmTile { size: 16, sub: 1 });
+        assert_eq!(gemm_tile(blocks(4, 244, 784)), GemmTile { size: 32, sub: 2 });
+    }
 }
