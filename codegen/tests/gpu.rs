@@ -48,11 +48,12 @@ proptest! {
 
 /// GEMM tiles with ragged edges on every axis: channels and pixels that are not multiples of
 /// the tile, several reduction steps, groups, and a fused residual add and activation. The
-/// 9x11 planes take 16x16 tiles; on the 64x64 planes the first product takes 32x32 tiles and
-/// the second 64x64 (enough blocks for each).
+/// 9x11 planes take 16x16 tiles, the 32x34 planes 32x32 and the 64x66 planes 64x64 (the
+/// largest that still gives enough blocks).
 #[test]
 fn pointwise_gemm_tiles_with_ragged_edges() {
-    for (groups, channels, out, side) in [(1, 37, 70, 9), (2, 38, 134, 9), (1, 16, 64, 9), (1, 70, 134, 64)] {
+    let cases = [(1, 37, 70, 9), (2, 38, 134, 9), (1, 16, 64, 9), (1, 70, 134, 32), (1, 70, 134, 64)];
+    for (groups, channels, out, side) in cases {
         let width = side + 2;
         let text = format!(
             r#"Network(name: "p", input: Image(channels: {channels}, height: {side}, width: {width}), body: [
