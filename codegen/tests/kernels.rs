@@ -123,15 +123,23 @@ const TUNABLE: &[(&str, [usize; 3], &str)] = &[
 ];
 
 #[test]
-fn every_candidate_schedule_matches_eval() {
+fn every_candidate_schedule_and_sweep_matches_eval() {
     let target = codegen::Target::host();
     ir::testing::for_each_parallel(TUNABLE, |&(name, shape, body)| {
         let (graph, weights, input, expected) = case(name, shape, body);
         let opt = passes::optimize(&graph, &weights, Level::O2, None);
         let tunable = codegen::tune::tunable(&opt.graph, &target);
         let [(key, id)] = &tunable[..] else { panic!("{name}: one tunable convolution, got {tunable:?}") };
-        let candidates = codegen::schedule::Schedule::candidates(&opt.graph, *id, target.isa());
+        let mut candidates = codegen::schedule::Schedule::candidates(&opt.graph, *id, target.isa());
         assert!(candidates.len() >= 3, "{name}: {candidates:?}");
+        // A cache file may name any sweep for any convolution: each must still compute it.
+        use codegen::schedule::Sweep;
+        for sweep in [Sweep::Channels, Sweep::Panel, Sweep::Pixels, Sweep::Packed, Sweep::PackedPixels] {
+            let named = codegen::schedule::Schedule { sweep, ..candidates[0] };
+            if !candidates.contains(&named) {
+                candidates.push(named);
+            }
+        }
         for schedule in candidates {
             let mut schedules = codegen::schedule::Schedules::default();
             schedules.insert(key.clone(), schedule);

@@ -263,8 +263,12 @@ impl Lowering<'_> {
         let tiles = m_tiles * p_tiles;
         // Consecutive tiles of a task share their input pixels (channel sweep) or their weights
         // (pixel sweep), which stay in L1 while the other operand streams.
-        // Packed panels spare a task its own packing, not its tables of planes: longer tasks.
-        let packs = matches!(pr.sweep, Sweep::Packed | Sweep::PackedPixels);
+        // Panels are packed from input planes read in flat tiles (1x1 convolutions); elsewhere
+        // the packed sweeps keep only their order. Packed panels spare a task its own packing,
+        // not its tables of planes: longer tasks.
+        let packs = matches!(pr.sweep, Sweep::Packed | Sweep::PackedPixels)
+            && shift.is_none()
+            && matches!(x, Operand::Planes(_));
         let task_macs = if packs { 4 * TASK_MACS } else { TASK_MACS };
         let per_task = (task_macs / (rows * cols * pr.k)).clamp(1, tiles);
         let chunks = tiles.div_ceil(per_task);
@@ -273,7 +277,6 @@ impl Lowering<'_> {
         let panel = ((pr.sweep == Sweep::Panel || packs) && shift.is_none()).then_some(cols);
         let packed = match &x {
             Operand::Planes(x) if packs => Some(self.pack_panels(f, &pr, *x, p_tiles)),
-            Operand::Scratch(_) if packs => unreachable!("packed panels are a 1x1 product's"),
             _ => None,
         };
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors, panel);
@@ -317,7 +320,7 @@ impl Lowering<'_> {
                 }
             };
             let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
-            let panel_at = (pr.sweep == Sweep::Panel)
+            let panel_at = (panel.is_some() && !packs)
                 .then(|| f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4)));
             let first_tile = f.int("mul", &chunk, per_task);
             f.count(per_task, |f, i| {
