@@ -30,15 +30,14 @@ def zoo_networks():
 
 
 def check(archc, network, work, tolerance, backend):
-    """One network: its input shape from the compiled launch plan, then the interpreter and the
-    GPU on the same seeded input. Returns a result row; failures are rows too, with the reason."""
+    """One network: its input shape from `archc check`, then the interpreter and the GPU on the
+    same seeded input. Returns a result row; failures are rows too, with the reason."""
     start = time.monotonic()
     stem = work / str(network).replace("/", "_").removesuffix(".ron")
     row = {"network": str(network), "pass": False}
     try:
-        run(archc, "compile", network, "--target", "cuda", "--arch", "sm_90", "--emit", "ptx",
-            "-o", f"{stem}.ptx")
-        shape = json.loads(pathlib.Path(f"{stem}.launch.json").read_text())["inputs"][0]
+        layers = json.loads(run(archc, "check", network, "--json"))["layers"]
+        shape = next(layer["shape"] for layer in layers if layer["op"] == "input")
         np.save(f"{stem}.input.npy", np.random.default_rng(0).standard_normal(shape).astype(np.float32))
         for which in ("interp", backend):
             run(archc, "run", network, "--backend", which, "--batch", str(shape[0]),
@@ -51,16 +50,18 @@ def check(archc, network, work, tolerance, backend):
             row["max_relative_error"] = err
             row["pass"] = bool(np.isfinite(got).all()) and err <= tolerance
         row["input"] = shape
-    except (subprocess.CalledProcessError, OSError, ValueError, KeyError) as e:
+    except (RuntimeError, OSError, ValueError, KeyError, StopIteration) as e:
         row["error"] = str(e)[-400:]
     row["seconds"] = round(time.monotonic() - start, 1)
     return row
 
 
 def run(archc, *args):
+    """`archc ARGS`'s standard output; its standard error in the exception when it fails."""
     result = subprocess.run([archc, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, args[0], stderr=result.stderr)
+        raise RuntimeError(f"archc {args[0]} exited {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
 
 
 def main():
