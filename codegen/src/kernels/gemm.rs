@@ -24,6 +24,12 @@ const IM2COL_FLOATS: usize = 1 << 15;
 /// Floats of padded planes a padding task should copy.
 const TASK_WORK: usize = 1 << 16;
 
+/// Independent accumulators that keep both FMA pipes busy through the multiply-add latency
+/// (2 pipes x 4 cycles, on Zen as on recent Intel cores), and the most phases of k a tile
+/// splits its reduction into to reach them.
+const MIN_ACCUMULATORS: usize = 8;
+const MAX_PHASES: usize = 4;
+
 /// Whether `conv` is a 1x1 convolution with stride 1 and no padding: its input planes are the
 /// product's matrix `X` as they are.
 pub(crate) fn pointwise(conv: &ir::Conv) -> bool {
@@ -505,43 +511,71 @@ impl Lowering<'_> {
         let lanes = self.isa.lanes;
         let ty = Ty::Vector(lanes);
         let mut f = Function::new();
-        let acc: Vec<Vec<String>> =
-            (0..rows).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect();
+        // A tile with too few accumulators to cover the multiply-add latency (a narrow tail
+        // tile) keeps one set per phase of k, consecutive k in different sets, summed at the end.
+        let phases = (MIN_ACCUMULATORS.div_ceil(rows * vectors)).clamp(1, MAX_PHASES);
+        let acc: Vec<Vec<Vec<String>>> = (0..phases)
+            .map(|_| (0..rows).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect())
+            .collect();
         let masks = lane_masks(&mut f, "%p_valid", lanes, vectors);
         let full = f.let_("full", format!("icmp eq i64 %p_valid, {}", vectors * lanes));
         let partial = f.let_("partial", format!("xor i1 {full}, true"));
+        // Multiply-adds the products of step `k` into accumulator set `acc`.
+        let step = |f: &mut Function, k: &str, acc: &[Vec<String>], masked: bool| {
+            let row = match panel {
+                Some(stride) => {
+                    let at = f.int("mul", k, stride);
+                    f.float_at("%rows", &at)
+                }
+                None => {
+                    let slot = f.pointer_at("%rows", k);
+                    f.let_("row", format!("load ptr, ptr {slot}"))
+                }
+            };
+            let xs: Vec<String> = (0..vectors)
+                .map(|v| {
+                    let at = f.int("add", "%in_off", v * lanes);
+                    let mask = (masked && panel.is_none()).then_some(masks[v].as_str());
+                    f.load_ty(ty, &row, &at, mask)
+                })
+                .collect();
+            let a = f.int("mul", k, rows);
+            for (r, acc_r) in acc.iter().enumerate() {
+                let at = f.int("add", &a, r);
+                let w = f.load("%a", &at);
+                let w = f.splat(&w, lanes);
+                for (x, slot) in xs.iter().zip(acc_r) {
+                    f.fma_into(ty, slot, &w, x);
+                }
+            }
+        };
         for (condition, masked) in [(&full, false), (&partial, true)] {
             f.when(condition, |f| {
-                f.count("%k", |f, k| {
-                    let row = match panel {
-                        Some(stride) => {
-                            let at = f.int("mul", k, stride);
-                            f.float_at("%rows", &at)
-                        }
-                        None => {
-                            let slot = f.pointer_at("%rows", k);
-                            f.let_("row", format!("load ptr, ptr {slot}"))
-                        }
-                    };
-                    let xs: Vec<String> = (0..vectors)
-                        .map(|v| {
-                            let at = f.int("add", "%in_off", v * lanes);
-                            let mask = (masked && panel.is_none()).then_some(masks[v].as_str());
-                            f.load_ty(ty, &row, &at, mask)
-                        })
-                        .collect();
-                    let a = f.int("mul", k, rows);
-                    for (r, acc_r) in acc.iter().enumerate() {
-                        let at = f.int("add", &a, r);
-                        let w = f.load("%a", &at);
-                        let w = f.splat(&w, lanes);
-                        for (x, slot) in xs.iter().zip(acc_r) {
-                            f.fma_into(ty, slot, &w, x);
-                        }
+                let rounds = f.int("udiv", "%k", phases);
+                f.count(&rounds, |f, round| {
+                    let first = f.int("mul", round, phases);
+                    for (phase, acc) in acc.iter().enumerate() {
+                        let k = f.int("add", &first, phase);
+                        step(f, &k, acc, masked);
                     }
+                });
+                let done = f.int("mul", &rounds, phases);
+                let tail = f.int("sub", "%k", &done);
+                f.count(&tail, |f, i| {
+                    let k = f.int("add", &done, i);
+                    step(f, &k, &acc[0], masked);
                 });
             });
         }
+        for later in &acc[1..] {
+            for (acc_r, later_r) in acc[0].iter().zip(later) {
+                for (slot, other) in acc_r.iter().zip(later_r) {
+                    let v = f.let_("p", format!("load {}, ptr {other}", ty.name()));
+                    f.add_vector(ty, slot, &v);
+                }
+            }
+        }
+        let acc = &acc[0];
         for (r, acc_r) in acc.iter().enumerate() {
             let live = f.let_("live", format!("icmp ult i64 {r}, %m_valid"));
             f.when(&live, |f| {
