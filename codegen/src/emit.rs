@@ -221,6 +221,13 @@ impl Function {
         self.let_("p", format!("getelementptr inbounds float, ptr {ptr}, i64 {index}"))
     }
 
+    /// Asks for the cache line holding byte `ptr + bytes` to be read into L1; an address past
+    /// the end of `ptr`'s object is allowed (the hint never faults).
+    pub fn prefetch(&mut self, ptr: &str, bytes: impl std::fmt::Display) {
+        let p = self.let_("pf", format!("getelementptr i8, ptr {ptr}, i64 {bytes}"));
+        self.line(format!("call void @llvm.prefetch.p0(ptr {p}, i32 0, i32 3, i32 1)"));
+    }
+
     /// Loads `ptr[index]`.
     pub fn load(&mut self, ptr: &str, index: &str) -> String {
         let p = self.float_at(ptr, index);
@@ -362,6 +369,7 @@ pub fn intrinsics(lanes: usize) -> String {
     for op in ["umin", "smin", "smax"] {
         writeln!(out, "declare i64 @llvm.{op}.i64(i64, i64)").expect("writing to a String");
     }
+    writeln!(out, "declare void @llvm.prefetch.p0(ptr, i32, i32, i32)").expect("writing to a String");
     let l = lanes;
     writeln!(out, "declare float @llvm.vector.reduce.fadd.v{l}f32(float, <{l} x float>)")
         .expect("writing to a String");

@@ -24,6 +24,9 @@ const IM2COL_FLOATS: usize = 1 << 15;
 /// Floats of padded planes a padding task should copy.
 const TASK_WORK: usize = 1 << 16;
 
+/// How far ahead of its reads a micro-kernel prefetches its weights, in bytes.
+const WEIGHTS_AHEAD: usize = 4096;
+
 /// Independent accumulators that keep both FMA pipes busy through the multiply-add latency
 /// (2 pipes x 4 cycles, on Zen as on recent Intel cores), and the most phases of k a tile
 /// splits its reduction into to reach them.
@@ -540,6 +543,9 @@ impl Lowering<'_> {
                 })
                 .collect();
             let a = f.int("mul", k, rows);
+            let ahead = f.int("mul", &a, 4);
+            let ahead = f.int("add", &ahead, WEIGHTS_AHEAD);
+            f.prefetch("%a", &ahead);
             for (r, acc_r) in acc.iter().enumerate() {
                 let at = f.int("add", &a, r);
                 let w = f.load("%a", &at);
