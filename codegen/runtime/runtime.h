@@ -10,10 +10,6 @@
 #define ARCHC_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define ARCHC_HIDDEN
-/* Scratch memory of at least `bytes` bytes, 64-byte aligned, owned by the calling thread and valid until
-   its next call (see scratch.c). */
-ARCHC_HIDDEN void *archc_scratch(int64_t bytes);
-
 #endif
 
 /* One unit of parallel work: called once for each index of a parallel_for. */
@@ -44,5 +40,9 @@ ARCHC_HIDDEN void archc_unlock(void);
 /* Scratch memory of at least `bytes` bytes, 64-byte aligned, owned by the calling thread and valid until
    its next call (see scratch.c). */
 ARCHC_HIDDEN void *archc_scratch(int64_t bytes);
+
+/* Zeroed memory of `bytes` bytes, 2 MB aligned and advised for transparent huge pages (see scratch.c);
+   never freed. */
+ARCHC_HIDDEN void *archc_huge_alloc(int64_t bytes);
 
 #endif

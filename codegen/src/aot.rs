@@ -72,7 +72,11 @@ pub fn build(
     let dir = work.path();
     let (target, level) = (&options.target, options.llvm_level);
     let module = |file, path: &Path| build::write_module(&lowered, target, level, Some(&symbol), file, path);
-    let glue = Glue::Run { arena_bytes: lowered.arena_bytes, name: graph.name() };
+    let glue = Glue::Run {
+        arena_bytes: lowered.arena_bytes,
+        weights_bytes: lowered.weights.len() * 4,
+        name: graph.name(),
+    };
     let mut results: Vec<(PathBuf, PathBuf)> = Vec::new();
     match options.emit {
         Emit::LlvmIr | Emit::Asm => {
@@ -149,7 +153,9 @@ fn header_text(symbol: &str, name: &str, lowered: &Lowered) -> String {
          \n\
          Input:  float32, NCHW, shape [{input}], {upper}_INPUT_ELEMS floats.\n\
          Output: float32, shape [{output}], {upper}_OUTPUT_ELEMS floats.\n\
-         The batch size is fixed at compile time (archc compile --batch). The weights are inside the library.\n\
+         The batch size is fixed at compile time (archc compile --batch). The weights are inside the library;\n\
+         the first run copies them, beside the activations, into memory backed by huge pages where the\n\
+         system allows (Linux's transparent huge pages): fewer TLB misses when they stream from memory.\n\
          \n\
          Threads: {symbol}_run uses the number of threads set by {symbol}_set_threads (default 1: no\n\
          thread is ever created). Concurrent calls to {symbol}_run are safe: they share one activation\n\

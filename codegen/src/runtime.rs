@@ -24,8 +24,9 @@ pub enum Glue<'a> {
     /// Nothing: the caller passes weights and arena to `{symbol}_forward` (in-process use).
     Forward,
     /// `int {symbol}_run(const float *in, float *out)` over weights embedded as the global
-    /// `{symbol}_weights` and a static arena of this many bytes.
-    Run { arena_bytes: usize, name: &'a str },
+    /// `{symbol}_weights` (`weights_bytes` bytes), copied by the first run into memory backed by
+    /// huge pages where the system has them, beside an arena of `arena_bytes`.
+    Run { arena_bytes: usize, weights_bytes: usize, name: &'a str },
 }
 
 /// Writes the runtime's sources and the glue into `dir` and compiles them for `target`;
@@ -101,17 +102,26 @@ fn glue_source(symbol: &str, glue: &Glue<'_>) -> String {
     c.push_str("#define ARCHC_EXPORT __attribute__((visibility(\"default\")))\n\n");
     writeln!(c, "ARCHC_EXPORT void {symbol}_set_threads(int n) {{ archc_set_threads(n); }}\n")
         .expect("to a String");
-    if let Glue::Run { arena_bytes, name } = glue {
+    if let Glue::Run { arena_bytes, weights_bytes, name } = glue {
         writeln!(
             c,
-            "extern const float {symbol}_weights[];\n\
+            "#include <stdlib.h>\n#include <string.h>\n\n\
+             extern const float {symbol}_weights[];\n\
              void {symbol}_forward(const float *in, float *out, const float *w, void *arena);\n\n\
-             /* The activations of {name}, reused by every run. */\n\
-             static _Alignas(64) unsigned char arena[{}];\n\n\
+             /* The activations of {name} and a copy of its weights, in memory that may be backed by\n\
+                transparent huge pages, made on the first run and reused by every run. */\n\
+             static float *weights;\nstatic void *arena;\n\n\
+             __attribute__((destructor)) static void release(void) {{\n    free(weights);\n    free(arena);\n}}\n\n\
              ARCHC_EXPORT int {symbol}_run(const float *input, float *output) {{\n    \
-             archc_lock();\n    {symbol}_forward(input, output, {symbol}_weights, arena);\n    \
+             archc_lock();\n    \
+             if (arena == NULL) {{\n        \
+             weights = archc_huge_alloc({w});\n        \
+             memcpy(weights, {symbol}_weights, {w});\n        \
+             arena = archc_huge_alloc({a});\n    }}\n    \
+             {symbol}_forward(input, output, weights, arena);\n    \
              archc_unlock();\n    return 0;\n}}",
-            arena_bytes.max(&1)
+            w = weights_bytes.max(&1),
+            a = arena_bytes.max(&1)
         )
         .expect("to a String");
     }

@@ -518,7 +518,9 @@ impl Lowering<'_> {
         // tile) keeps one set per phase of k, consecutive k in different sets, summed at the end.
         let phases = (MIN_ACCUMULATORS.div_ceil(rows * vectors)).clamp(1, MAX_PHASES);
         let acc: Vec<Vec<Vec<String>>> = (0..phases)
-            .map(|_| (0..rows).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect())
+            .map(|_| {
+                (0..rows).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect()
+            })
             .collect();
         let masks = lane_masks(&mut f, "%p_valid", lanes, vectors);
         let full = f.let_("full", format!("icmp eq i64 %p_valid, {}", vectors * lanes));
