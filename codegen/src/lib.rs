@@ -9,6 +9,7 @@ mod build;
 mod emit;
 mod epilogue;
 pub mod gpu;
+mod huge;
 mod kernels;
 mod lower;
 mod reload;
@@ -19,6 +20,8 @@ mod train;
 pub mod tune;
 
 use std::time::{Duration, Instant};
+
+use crate::huge::HugeBuffer;
 
 pub use lower::{Lowered, StepInfo, lower};
 pub use reload::Reloadable;
@@ -64,8 +67,8 @@ pub struct CompiledModel {
     steps: Vec<Step>,
     set_threads: unsafe extern "C" fn(i32),
     info: Vec<StepInfo>,
-    weights: Vec<f32>,
-    arena: Vec<u64>,
+    weights: HugeBuffer<f32>,
+    arena: HugeBuffer<u64>,
     inputs: Vec<Vec<usize>>,
     outputs: Vec<Vec<usize>>,
     compile_time: Duration,
@@ -149,8 +152,8 @@ impl CompiledModel {
             forward,
             steps,
             set_threads,
-            arena: vec![0; lowered.arena_bytes.div_ceil(8)],
-            weights: lowered.weights,
+            arena: HugeBuffer::zeroed(lowered.arena_bytes.div_ceil(8)),
+            weights: HugeBuffer::from_slice(&lowered.weights),
             info: lowered.steps,
             inputs: lowered.inputs,
             outputs: lowered.outputs,
