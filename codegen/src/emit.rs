@@ -290,18 +290,53 @@ impl Function {
         lanes: usize,
         body: impl Fn(&mut Function, &str, &str, Option<&str>),
     ) {
+        self.rows_of_vectors(rows, width, lanes, false, body);
+    }
+
+    /// As [`Function::vector_rows`] over the `rows` rows of one plane, consecutive in memory
+    /// and written in order by one task: a row's tail is stored whole, its spare lanes
+    /// spilling into the next row, which is written after it. Only the last row's tail is
+    /// masked (AMD's masked stores are microcoded: on a 14-wide row, one of two stores).
+    /// Requires `width + width % lanes >= lanes`, so that a spill stays within the next row.
+    pub fn vector_plane(
+        &mut self,
+        rows: usize,
+        width: usize,
+        lanes: usize,
+        body: impl Fn(&mut Function, &str, &str, Option<&str>),
+    ) {
+        self.rows_of_vectors(rows, width, lanes, true, body);
+    }
+
+    fn rows_of_vectors(
+        &mut self,
+        rows: impl std::fmt::Display,
+        width: usize,
+        lanes: usize,
+        spill: bool,
+        body: impl Fn(&mut Function, &str, &str, Option<&str>),
+    ) {
         let (whole, tail) = (width / lanes, width % lanes);
         let tail_mask = (tail > 0).then(|| {
             let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
             format!("<{}>", bits.join(", "))
         });
-        self.count(rows, |f, row| {
+        let last_row = rows.to_string().parse::<usize>().ok().map(|r| r.saturating_sub(1));
+        self.count(&rows, |f, row| {
             f.count(whole, |f, v| {
                 let first = f.int("mul", v, lanes);
                 body(f, row, &first, None);
             });
-            if let Some(mask) = &tail_mask {
-                body(f, row, &(whole * lanes).to_string(), Some(mask));
+            let Some(mask) = &tail_mask else { return };
+            let first = (whole * lanes).to_string();
+            match last_row {
+                Some(last) if spill => {
+                    let is_last = f.let_("last", format!("icmp eq i64 {row}, {last}"));
+                    let inner = f.let_("inner", format!("xor i1 {is_last}, true"));
+                    f.when(&is_last, |f| body(f, row, &first, Some(mask)));
+                    f.when(&inner, |f| body(f, row, &first, None));
+                }
+                _ => body(f, row, &first, Some(mask)),
             }
         });
     }

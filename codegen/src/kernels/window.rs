@@ -131,7 +131,13 @@ impl Lowering<'_> {
                     });
                     f.store_ty(ty, &y, &dst, &at, mask);
                 };
-                f.vector_rows(oh, ow, lanes, vector);
+                // Whole-vector tails spill into the next row, unless that row is a residual
+                // the epilogue reads after the spill (an in-place add).
+                if chain.residual.is_none() && ow + ow % lanes >= lanes {
+                    f.vector_plane(oh, ow, lanes, vector);
+                } else {
+                    f.vector_rows(oh, ow, lanes, vector);
+                }
             });
         });
     }
