@@ -117,6 +117,12 @@ fn kernels_match_eval() {
 const TUNABLE: &[(&str, [usize; 3], &str)] = &[
     ("pointwise", [13, 5, 7], "Conv(out: 29, kernel: 1, bias: true, act: Relu)"),
     ("grouped pointwise", [12, 7, 7], "Conv(out: 30, kernel: 1, groups: 3, bias: true, act: Relu)"),
+    // 49 pixels: a one-pixel tail of every tile width but 32, computed a column at a time.
+    (
+        "pointwise 7x7 with a residual",
+        [17, 7, 7],
+        r#"Alias(name: "x"), Conv(name: "c", out: 17, kernel: 1, bn: true), Add(["x", "c"]), Relu"#,
+    ),
     ("winograd", [9, 7, 11], "Conv(out: 19, kernel: 3, bias: true, act: Relu)"),
     ("shifted", [7, 9, 21], "Conv(out: 9, kernel: 5, padding: 2)"),
     ("im2col", [9, 8, 7], "Conv(out: 11, kernel: 3, stride: 2, padding: 1)"),

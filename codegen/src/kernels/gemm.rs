@@ -27,6 +27,12 @@ const TASK_WORK: usize = 1 << 16;
 /// How far ahead of its reads a micro-kernel prefetches its weights, in bytes.
 const WEIGHTS_AHEAD: usize = 4096;
 
+/// Accumulators of a column tile: its vectors of rows, for each of its phases of k.
+const COLUMN_ACCUMULATORS: usize = 8;
+
+/// Pixels up to which a tail tile is computed a column at a time.
+const COLUMN_PIXELS: usize = 2;
+
 /// Independent accumulators that keep both FMA pipes busy through the multiply-add latency
 /// (2 pipes x 4 cycles, on Zen as on recent Intel cores), and the most phases of k a tile
 /// splits its reduction into to reach them.
@@ -169,8 +175,11 @@ impl Lowering<'_> {
     ) -> Product {
         let [rows, vectors] = schedule.tile;
         let m = bias.len() / groups;
-        let packed: Vec<f32> =
-            (0..groups).flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows)).collect();
+        // Zeros after the last tile: a column tile reads whole vectors of a tile's rows.
+        let packed: Vec<f32> = (0..groups)
+            .flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows))
+            .chain(std::iter::repeat_n(0.0, 2 * self.isa.lanes))
+            .collect();
         let (a, bias) = (self.push(&packed), self.push(&bias));
         Product {
             groups,
@@ -289,7 +298,8 @@ impl Lowering<'_> {
             _ => None,
         };
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors, panel);
-        let narrow = self.narrow_tile(&chain.steps, &pr, panel);
+        let narrow = self.narrow_tile(&chain.steps, &pr, panel).unwrap_or_else(|| tile.clone());
+        let column = self.column_tile(&chain.steps, pr.rows, panel);
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -379,7 +389,7 @@ impl Lowering<'_> {
                         }
                         (None, None) => (inputs.clone(), in_off),
                     };
-                    tiles_fitting(f, &tile, narrow.as_deref(), pr.lanes, &p_valid, |f, tile| {
+                    tiles_fitting(f, [&tile, &narrow, &column], pr.lanes, &p_valid, |f, tile| {
                         outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off)
                     });
                 });
@@ -437,7 +447,8 @@ impl Lowering<'_> {
         let per_chunk = m_tiles.div_ceil((8usize.div_ceil(base)).min(m_tiles));
         let chunks = m_tiles.div_ceil(per_chunk);
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors, None);
-        let narrow = self.narrow_tile(&chain.steps, &pr, None);
+        let narrow = self.narrow_tile(&chain.steps, &pr, None).unwrap_or_else(|| tile.clone());
+        let column = self.column_tile(&chain.steps, pr.rows, None);
         self.parallel(f, base * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -480,7 +491,7 @@ impl Lowering<'_> {
                 let p0 = f.int("add", &p_start, &offset);
                 f.count(&m_count, |f, i| {
                     let mt = f.int("add", &first_m, i);
-                    tiles_fitting(f, &tile, narrow.as_deref(), pr.lanes, &p_valid, |f, tile| {
+                    tiles_fitting(f, [&tile, &narrow, &column], pr.lanes, &p_valid, |f, tile| {
                         outputs.call(f, tile, &pr, &mt, &inputs, &offset, &p_valid, &p0)
                     });
                 });
@@ -559,20 +570,7 @@ impl Lowering<'_> {
         };
         for (condition, masked) in [(&full, false), (&partial, true)] {
             f.when(condition, |f| {
-                let rounds = f.int("udiv", "%k", phases);
-                f.count(&rounds, |f, round| {
-                    let first = f.int("mul", round, phases);
-                    for (phase, acc) in acc.iter().enumerate() {
-                        let k = f.int("add", &first, phase);
-                        step(f, &k, acc, masked);
-                    }
-                });
-                let done = f.int("mul", &rounds, phases);
-                let tail = f.int("sub", "%k", &done);
-                f.count(&tail, |f, i| {
-                    let k = f.int("add", &done, i);
-                    step(f, &k, &acc[0], masked);
-                });
+                in_phases(f, phases, |f, k, phase| step(f, k, &acc[phase], masked));
             });
         }
         for later in &acc[1..] {
@@ -613,6 +611,86 @@ impl Lowering<'_> {
                 }
             });
         }
+        self.define(&f.finish(&format!(
+            "define internal void {name}(ptr noalias %rows, i64 %k, i64 %in_off, i64 %p_valid, ptr noalias %a, \
+             ptr noalias %bias, ptr noalias %outs, ptr %residuals, i64 %out_off, i64 %m_valid)"
+        )));
+        self.tiles.insert(key, name.clone());
+        name
+    }
+}
+
+impl Lowering<'_> {
+    /// The column micro-kernel with epilogue `steps`, defined on first use: the same call as
+    /// [`Lowering::tile`], computing its `p_valid` pixels one at a time, each as a sum over k of
+    /// a vector of the tile's `rows` weights (one packed row of `a`) times that pixel's input,
+    /// in phases of k with independent accumulators. A tail of one or two pixels (a 7x7
+    /// plane's 49th) then costs about one cycle per k rather than the three of a narrow tile.
+    pub(crate) fn column_tile(&mut self, steps: &[Step], rows: usize, panel: Option<usize>) -> String {
+        let key = (steps.to_vec(), rows, 0, panel);
+        if let Some(name) = self.tiles.get(&key) {
+            return name.clone();
+        }
+        let name = self.global_name("column");
+        let lanes = self.isa.lanes;
+        let ty = Ty::Vector(lanes);
+        let vectors = rows.div_ceil(lanes);
+        let phases = (COLUMN_ACCUMULATORS / vectors).max(1);
+        let mut f = Function::new();
+        f.count("%p_valid", |f, j| {
+            let acc: Vec<Vec<String>> =
+                (0..phases).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect();
+            let pixel = f.int("add", "%in_off", j);
+            let step = |f: &mut Function, k: &str, acc: &[String]| {
+                let x = match panel {
+                    Some(stride) => {
+                        let at = f.int("mul", k, stride);
+                        let at = f.int("add", &at, &pixel);
+                        f.load("%rows", &at)
+                    }
+                    None => {
+                        let slot = f.pointer_at("%rows", k);
+                        let row = f.let_("row", format!("load ptr, ptr {slot}"));
+                        f.load(&row, &pixel)
+                    }
+                };
+                let x = f.splat(&x, lanes);
+                let a = f.int("mul", k, rows);
+                let ahead = f.int("mul", &a, 4);
+                let ahead = f.int("add", &ahead, WEIGHTS_AHEAD);
+                f.prefetch("%a", &ahead);
+                for (v, slot) in acc.iter().enumerate() {
+                    let at = f.int("add", &a, v * lanes);
+                    let w = f.load_ty(ty, "%a", &at, None);
+                    f.fma_into(ty, slot, &w, &x);
+                }
+            };
+            in_phases(f, phases, |f, k, phase| step(f, k, &acc[phase]));
+            for later in &acc[1..] {
+                for (slot, other) in acc[0].iter().zip(later) {
+                    let v = f.let_("p", format!("load {}, ptr {other}", ty.name()));
+                    f.add_vector(ty, slot, &v);
+                }
+            }
+            let at = f.int("add", "%out_off", j);
+            for r in 0..rows {
+                let live = f.let_("live", format!("icmp ult i64 {r}, %m_valid"));
+                f.when(&live, |f| {
+                    let sums = f.let_("s", format!("load {}, ptr {}", ty.name(), acc[0][r / lanes]));
+                    let sum = f.let_("s", format!("extractelement {} {sums}, i64 {}", ty.name(), r % lanes));
+                    let b = f.load("%bias", &r.to_string());
+                    let y = f.let_("y", format!("fadd float {sum}, {b}"));
+                    let y = epilogue::emit(steps, f, Ty::Scalar, &y, &mut |f| {
+                        let slot = f.pointer_at("%residuals", &r.to_string());
+                        let residual = f.let_("res", format!("load ptr, ptr {slot}"));
+                        f.load(&residual, &at)
+                    });
+                    let slot = f.pointer_at("%outs", &r.to_string());
+                    let out = f.let_("out", format!("load ptr, ptr {slot}"));
+                    f.store(&y, &out, &at);
+                });
+            }
+        });
         self.define(&f.finish(&format!(
             "define internal void {name}(ptr noalias %rows, i64 %k, i64 %in_off, i64 %p_valid, ptr noalias %a, \
              ptr noalias %bias, ptr noalias %outs, ptr %residuals, i64 %out_off, i64 %m_valid)"
@@ -689,6 +767,25 @@ impl Outputs {
     }
 }
 
+/// Emits `step(k, phase)` for every `k < %k`: `phases` consecutive steps per round, each
+/// with its own phase (its own accumulators), then the rest of k in phase 0.
+fn in_phases(f: &mut Function, phases: usize, step: impl Fn(&mut Function, &str, usize)) {
+    let rounds = f.int("udiv", "%k", phases);
+    f.count(&rounds, |f, round| {
+        let first = f.int("mul", round, phases);
+        for phase in 0..phases {
+            let k = f.int("add", &first, phase);
+            step(f, &k, phase);
+        }
+    });
+    let done = f.int("mul", &rounds, phases);
+    let tail = f.int("sub", "%k", &done);
+    f.count(&tail, |f, i| {
+        let k = f.int("add", &done, i);
+        step(f, &k, 0);
+    });
+}
+
 /// The masks of the `vectors` vectors of a tile of which the first `p_valid` lanes are valid.
 fn lane_masks(f: &mut Function, p_valid: &str, lanes: usize, vectors: usize) -> Vec<String> {
     let valid = f.let_("pv", format!("trunc i64 {p_valid} to i32"));
@@ -742,21 +839,28 @@ fn pack_panel(f: &mut Function, rows: &str, panel: &str, in_off: &str, p_valid: 
     }
 }
 
-/// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `narrow` (one
-/// vector wide) when there is one and they fit one vector of `lanes`, else `wide`.
+/// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `column` for up to
+/// `COLUMN_PIXELS`, `narrow` (one vector wide; `wide` itself when that is one vector) when they
+/// fit one vector of `lanes`, else `wide`.
 fn tiles_fitting(
     f: &mut Function,
-    wide: &str,
-    narrow: Option<&str>,
+    [wide, narrow, column]: [&str; 3],
     lanes: usize,
     p_valid: &str,
     call: impl Fn(&mut Function, &str),
 ) {
-    let Some(narrow) = narrow else { return call(f, wide) };
-    let short = f.let_("short", format!("icmp ule i64 {p_valid}, {lanes}"));
-    let long = f.let_("long", format!("xor i1 {short}, true"));
-    f.when(&short, |f| call(f, narrow));
-    f.when(&long, |f| call(f, wide));
+    let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
+    let more = f.let_("more", format!("xor i1 {few}, true"));
+    f.when(&few, |f| call(f, column));
+    f.when(&more, |f| {
+        if narrow == wide {
+            return call(f, wide);
+        }
+        let short = f.let_("short", format!("icmp ule i64 {p_valid}, {lanes}"));
+        let long = f.let_("long", format!("xor i1 {short}, true"));
+        f.when(&short, |f| call(f, narrow));
+        f.when(&long, |f| call(f, wide));
+    });
 }
 
 /// Fills one im2col row: `dst[j]` for the block's pixels `p_start + j` (`j < p_count`) is the
