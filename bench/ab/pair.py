@@ -1,0 +1,69 @@
+"""Paired A/B timing of builds of one network: each build's generated library (`archc compile
+--emit lib -o DIR`) is loaded into this one process, and their runs alternate, A B A B ..., so
+that the machine's slow and fast phases (these machines are shared) fall on every build alike.
+Prints each build's median and min, and the median over runs of its time over the first
+build's time in the same round: the paired ratio, steadier than a ratio of medians.
+
+    archc compile NET.ron --emit lib -o /tmp/a        # one build (binary, schedules, ...)
+    archc compile NET.ron --emit lib -o /tmp/b        # the other
+    python bench/ab/pair.py NAME /tmp/a /tmp/b --threads 1 --runs 300
+
+NAME is the network's name (the library is DIR/libNAME.so, its entry point NAME_run). With
+more than one thread, each library's idle workers spin for a while after its run and take
+cycles from the next: `--gap` sleeps between runs (0.5 ms outlasts the spin).
+"""
+
+import argparse
+import ctypes
+import statistics
+import time
+
+import numpy as np
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="the network's name: DIR/lib<name>.so, <name>_run")
+    p.add_argument("dirs", nargs="+", help="library folders; ratios are against the first")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=300, help="timed runs of each build")
+    p.add_argument("--warmup", type=int, default=20, help="untimed rounds first")
+    p.add_argument("--gap", type=float, default=0.0, help="seconds to sleep before each run")
+    args = p.parse_args()
+
+    runs = []
+    for folder in args.dirs:
+        lib = ctypes.CDLL(f"{folder}/lib{args.name}.so", mode=ctypes.RTLD_LOCAL)
+        run = getattr(lib, f"{args.name}_run")
+        run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        getattr(lib, f"{args.name}_set_threads")(args.threads)
+        runs.append(run)
+    # Shapes from the header: the input and output element counts.
+    header = open(f"{args.dirs[0]}/{args.name}.h").read()
+    upper = args.name.upper()
+    counts = {}
+    for line in header.splitlines():
+        for which in ("INPUT", "OUTPUT"):
+            key = f"#define {upper}_{which}_ELEMS "
+            if line.startswith(key):
+                counts[which] = int(line[len(key):].strip().rstrip("u").rstrip("U"))
+    x = np.random.default_rng(0).uniform(-1, 1, counts["INPUT"]).astype(np.float32)
+    outputs = [np.empty(counts["OUTPUT"], np.float32) for _ in runs]
+
+    times = [[] for _ in runs]
+    for r in range(args.warmup + args.runs):
+        for i, run in enumerate(runs):
+            if args.gap:
+                time.sleep(args.gap)
+            start = time.perf_counter()
+            run(x.ctypes.data, outputs[i].ctypes.data)
+            elapsed = (time.perf_counter() - start) * 1e3
+            if r >= args.warmup:
+                times[i].append(elapsed)
+    for folder, t in zip(args.dirs, times):
+        paired = statistics.median(a / b for a, b in zip(t, times[0]))
+        print(f"{folder}: median {statistics.median(t):.3f} ms, min {min(t):.3f} ms, paired ratio {paired:.3f}")
+
+
+if __name__ == "__main__":
+    main()
