@@ -626,6 +626,7 @@ impl Lowering<'_> {
     /// a vector of the tile's `rows` weights (one packed row of `a`) times that pixel's input,
     /// in phases of k with independent accumulators. A tail of one or two pixels (a 7x7
     /// plane's 49th) then costs about one cycle per k rather than the three of a narrow tile.
+    /// From a panel, it reads the pixels packed row after row, `p_valid` floats per row.
     pub(crate) fn column_tile(&mut self, steps: &[Step], rows: usize, panel: Option<usize>) -> String {
         let key = (steps.to_vec(), rows, 0, panel);
         if let Some(name) = self.tiles.get(&key) {
@@ -643,8 +644,9 @@ impl Lowering<'_> {
             let pixel = f.int("add", "%in_off", j);
             let step = |f: &mut Function, k: &str, acc: &[String]| {
                 let x = match panel {
-                    Some(stride) => {
-                        let at = f.int("mul", k, stride);
+                    // A panel of a column tile's pixels has them row after row (see `pack_panel`).
+                    Some(_) => {
+                        let at = f.int("mul", k, "%p_valid");
                         let at = f.int("add", &at, &pixel);
                         f.load("%rows", &at)
                     }
@@ -815,12 +817,30 @@ fn packed_panel(f: &mut Function, pr: &Product, base: usize, p_tiles: usize, ite
 }
 
 /// Copies the pixels `in_off..in_off + p_valid` of every row of `rows` (an array of `pr.k`
-/// row addresses) into the panel at `panel`: row `k` at `k * cols` floats, one tile wide.
+/// row addresses) into the panel at `panel`: row `k` at `k * cols` floats, one tile wide, or,
+/// for the few pixels of a column tile, at `k * p_valid`.
 fn pack_panel(f: &mut Function, rows: &str, panel: &str, in_off: &str, p_valid: &str, pr: &Product) {
     let (lanes, cols) = (pr.lanes, pr.cols());
     let ty = Ty::Vector(lanes);
+    // A column tile's few pixels, row after row with no gap: its reads stay in a few lines.
+    let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
+    f.when(&few, |f| {
+        f.count(pr.k, |f, k| {
+            let slot = f.pointer_at(rows, k);
+            let row = f.let_("row", format!("load ptr, ptr {slot}"));
+            let to = f.int("mul", k, p_valid);
+            f.count(p_valid, |f, j| {
+                let at = f.int("add", in_off, j);
+                let x = f.load(&row, &at);
+                let at = f.int("add", &to, j);
+                f.store(&x, panel, &at);
+            });
+        });
+    });
+    let more = f.let_("more", format!("xor i1 {few}, true"));
     let full = f.let_("full", format!("icmp eq i64 {p_valid}, {cols}"));
     let partial = f.let_("partial", format!("xor i1 {full}, true"));
+    let partial = f.let_("partial", format!("and i1 {partial}, {more}"));
     for (condition, masked) in [(&full, false), (&partial, true)] {
         f.when(condition, |f| {
             let masks = if masked { lane_masks(f, p_valid, lanes, pr.vectors) } else { Vec::new() };
