@@ -42,7 +42,7 @@ ARCHC_HIDDEN void archc_unlock(void);
 ARCHC_HIDDEN void *archc_scratch(int64_t bytes);
 
 /* Zeroed memory of `bytes` bytes, 2 MB aligned and advised for transparent huge pages (see scratch.c);
-   never freed. */
+   released with free(). */
 ARCHC_HIDDEN void *archc_huge_alloc(int64_t bytes);
 
 #endif

@@ -290,14 +290,15 @@ impl Function {
         lanes: usize,
         body: impl Fn(&mut Function, &str, &str, Option<&str>),
     ) {
-        self.rows_of_vectors(rows, width, lanes, false, body);
+        self.rows_of_vectors(rows, width, lanes, None, body);
     }
 
     /// As [`Function::vector_rows`] over the `rows` rows of one plane, consecutive in memory
     /// and written in order by one task: a row's tail is stored whole, its spare lanes
     /// spilling into the next row, which is written after it. Only the last row's tail is
-    /// masked (AMD's masked stores are microcoded: on a 14-wide row, one of two stores).
-    /// Requires `width + width % lanes >= lanes`, so that a spill stays within the next row.
+    /// masked (AMD's masked stores are microcoded: on a 14-wide row, one of two stores). Rows
+    /// too narrow for a spill to stay within the next one (`width + width % lanes < lanes`)
+    /// mask every tail, as `vector_rows` does.
     pub fn vector_plane(
         &mut self,
         rows: usize,
@@ -305,15 +306,18 @@ impl Function {
         lanes: usize,
         body: impl Fn(&mut Function, &str, &str, Option<&str>),
     ) {
-        self.rows_of_vectors(rows, width, lanes, true, body);
+        let spills = width + width % lanes >= lanes;
+        self.rows_of_vectors(rows, width, lanes, spills.then(|| rows.saturating_sub(1)), body);
     }
 
+    /// `vector_rows`, with the tails of rows other than `masked_from_row` (when given)
+    /// stored whole.
     fn rows_of_vectors(
         &mut self,
         rows: impl std::fmt::Display,
         width: usize,
         lanes: usize,
-        spill: bool,
+        masked_from_row: Option<usize>,
         body: impl Fn(&mut Function, &str, &str, Option<&str>),
     ) {
         let (whole, tail) = (width / lanes, width % lanes);
@@ -321,22 +325,21 @@ impl Function {
             let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
             format!("<{}>", bits.join(", "))
         });
-        let last_row = rows.to_string().parse::<usize>().ok().map(|r| r.saturating_sub(1));
-        self.count(&rows, |f, row| {
+        self.count(rows, |f, row| {
             f.count(whole, |f, v| {
                 let first = f.int("mul", v, lanes);
                 body(f, row, &first, None);
             });
             let Some(mask) = &tail_mask else { return };
             let first = (whole * lanes).to_string();
-            match last_row {
-                Some(last) if spill => {
+            match masked_from_row {
+                Some(last) => {
                     let is_last = f.let_("last", format!("icmp eq i64 {row}, {last}"));
                     let inner = f.let_("inner", format!("xor i1 {is_last}, true"));
                     f.when(&is_last, |f| body(f, row, &first, Some(mask)));
                     f.when(&inner, |f| body(f, row, &first, None));
                 }
-                _ => body(f, row, &first, Some(mask)),
+                None => body(f, row, &first, Some(mask)),
             }
         });
     }

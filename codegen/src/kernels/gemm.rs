@@ -298,7 +298,7 @@ impl Lowering<'_> {
             _ => None,
         };
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors, panel);
-        let narrow = self.narrow_tile(&chain.steps, &pr, panel).unwrap_or_else(|| tile.clone());
+        let narrow = self.narrow_tile(&chain.steps, &pr, panel);
         let column = self.column_tile(&chain.steps, pr.rows, panel);
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
@@ -389,7 +389,7 @@ impl Lowering<'_> {
                         }
                         (None, None) => (inputs.clone(), in_off),
                     };
-                    tiles_fitting(f, [&tile, &narrow, &column], pr.lanes, &p_valid, |f, tile| {
+                    tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
                         outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off)
                     });
                 });
@@ -447,7 +447,7 @@ impl Lowering<'_> {
         let per_chunk = m_tiles.div_ceil((8usize.div_ceil(base)).min(m_tiles));
         let chunks = m_tiles.div_ceil(per_chunk);
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors, None);
-        let narrow = self.narrow_tile(&chain.steps, &pr, None).unwrap_or_else(|| tile.clone());
+        let narrow = self.narrow_tile(&chain.steps, &pr, None);
         let column = self.column_tile(&chain.steps, pr.rows, None);
         self.parallel(f, base * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
@@ -491,7 +491,7 @@ impl Lowering<'_> {
                 let p0 = f.int("add", &p_start, &offset);
                 f.count(&m_count, |f, i| {
                     let mt = f.int("add", &first_m, i);
-                    tiles_fitting(f, [&tile, &narrow, &column], pr.lanes, &p_valid, |f, tile| {
+                    tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
                         outputs.call(f, tile, &pr, &mt, &inputs, &offset, &p_valid, &p0)
                     });
                 });
@@ -556,9 +556,7 @@ impl Lowering<'_> {
                 })
                 .collect();
             let a = f.int("mul", k, rows);
-            let ahead = f.int("mul", &a, 4);
-            let ahead = f.int("add", &ahead, WEIGHTS_AHEAD);
-            f.prefetch("%a", &ahead);
+            prefetch_weights(f, &a);
             for (r, acc_r) in acc.iter().enumerate() {
                 let at = f.int("add", &a, r);
                 let w = f.load("%a", &at);
@@ -573,13 +571,8 @@ impl Lowering<'_> {
                 in_phases(f, phases, |f, k, phase| step(f, k, &acc[phase], masked));
             });
         }
-        for later in &acc[1..] {
-            for (acc_r, later_r) in acc[0].iter().zip(later) {
-                for (slot, other) in acc_r.iter().zip(later_r) {
-                    let v = f.let_("p", format!("load {}, ptr {other}", ty.name()));
-                    f.add_vector(ty, slot, &v);
-                }
-            }
+        for (r, first) in acc[0].iter().enumerate() {
+            sum_phases(&mut f, ty, first, acc[1..].iter().map(|phase| &phase[r]));
         }
         let acc = &acc[0];
         for (r, acc_r) in acc.iter().enumerate() {
@@ -628,6 +621,7 @@ impl Lowering<'_> {
     /// plane's 49th) then costs about one cycle per k rather than the three of a narrow tile.
     /// From a panel, it reads the pixels packed row after row, `p_valid` floats per row.
     pub(crate) fn column_tile(&mut self, steps: &[Step], rows: usize, panel: Option<usize>) -> String {
+        // Zero vectors: no tile of `tile`'s is zero vectors wide.
         let key = (steps.to_vec(), rows, 0, panel);
         if let Some(name) = self.tiles.get(&key) {
             return name.clone();
@@ -658,9 +652,7 @@ impl Lowering<'_> {
                 };
                 let x = f.splat(&x, lanes);
                 let a = f.int("mul", k, rows);
-                let ahead = f.int("mul", &a, 4);
-                let ahead = f.int("add", &ahead, WEIGHTS_AHEAD);
-                f.prefetch("%a", &ahead);
+                prefetch_weights(f, &a);
                 for (v, slot) in acc.iter().enumerate() {
                     let at = f.int("add", &a, v * lanes);
                     let w = f.load_ty(ty, "%a", &at, None);
@@ -668,12 +660,7 @@ impl Lowering<'_> {
                 }
             };
             in_phases(f, phases, |f, k, phase| step(f, k, &acc[phase]));
-            for later in &acc[1..] {
-                for (slot, other) in acc[0].iter().zip(later) {
-                    let v = f.let_("p", format!("load {}, ptr {other}", ty.name()));
-                    f.add_vector(ty, slot, &v);
-                }
-            }
+            sum_phases(f, ty, &acc[0], acc[1..].iter());
             let at = f.int("add", "%out_off", j);
             for r in 0..rows {
                 let live = f.let_("live", format!("icmp ult i64 {r}, %m_valid"));
@@ -788,6 +775,23 @@ fn in_phases(f: &mut Function, phases: usize, step: impl Fn(&mut Function, &str,
     });
 }
 
+/// Adds the accumulators of every later phase into the first phase's `first`, slot by slot.
+fn sum_phases<'a>(f: &mut Function, ty: Ty, first: &[String], later: impl Iterator<Item = &'a Vec<String>>) {
+    for phase in later {
+        for (slot, other) in first.iter().zip(phase) {
+            let v = f.let_("p", format!("load {}, ptr {other}", ty.name()));
+            f.add_vector(ty, slot, &v);
+        }
+    }
+}
+
+/// Prefetches the weights `WEIGHTS_AHEAD` bytes past float `a` of a micro-kernel's `%a`.
+fn prefetch_weights(f: &mut Function, a: &str) {
+    let ahead = f.int("mul", a, 4);
+    let ahead = f.int("add", &ahead, WEIGHTS_AHEAD);
+    f.prefetch("%a", &ahead);
+}
+
 /// The masks of the `vectors` vectors of a tile of which the first `p_valid` lanes are valid.
 fn lane_masks(f: &mut Function, p_valid: &str, lanes: usize, vectors: usize) -> Vec<String> {
     let valid = f.let_("pv", format!("trunc i64 {p_valid} to i32"));
@@ -860,11 +864,13 @@ fn pack_panel(f: &mut Function, rows: &str, panel: &str, in_off: &str, p_valid: 
 }
 
 /// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `column` for up to
-/// `COLUMN_PIXELS`, `narrow` (one vector wide; `wide` itself when that is one vector) when they
-/// fit one vector of `lanes`, else `wide`.
+/// `COLUMN_PIXELS`, `narrow` (one vector wide) when there is one and they fit one vector of
+/// `lanes`, else `wide`.
 fn tiles_fitting(
     f: &mut Function,
-    [wide, narrow, column]: [&str; 3],
+    wide: &str,
+    narrow: Option<&str>,
+    column: &str,
     lanes: usize,
     p_valid: &str,
     call: impl Fn(&mut Function, &str),
@@ -873,9 +879,7 @@ fn tiles_fitting(
     let more = f.let_("more", format!("xor i1 {few}, true"));
     f.when(&few, |f| call(f, column));
     f.when(&more, |f| {
-        if narrow == wide {
-            return call(f, wide);
-        }
+        let Some(narrow) = narrow else { return call(f, wide) };
         let short = f.let_("short", format!("icmp ule i64 {p_valid}, {lanes}"));
         let long = f.let_("long", format!("xor i1 {short}, true"));
         f.when(&short, |f| call(f, narrow));

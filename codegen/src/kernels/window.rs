@@ -133,7 +133,7 @@ impl Lowering<'_> {
                 };
                 // Whole-vector tails spill into the next row, unless that row is a residual
                 // the epilogue reads after the spill (an in-place add).
-                if chain.residual.is_none() && ow + ow % lanes >= lanes {
+                if chain.residual.is_none() {
                     f.vector_plane(oh, ow, lanes, vector);
                 } else {
                     f.vector_rows(oh, ow, lanes, vector);
