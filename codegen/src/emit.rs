@@ -290,58 +290,67 @@ impl Function {
         lanes: usize,
         body: impl Fn(&mut Function, &str, &str, Option<&str>),
     ) {
-        self.rows_of_vectors(rows, width, lanes, None, body);
+        let tail_mask = tail_mask(width, lanes);
+        self.count(rows, |f, row| {
+            f.count(width / lanes, |f, v| {
+                let first = f.int("mul", v, lanes);
+                body(f, row, &first, None);
+            });
+            if let Some(mask) = &tail_mask {
+                body(f, row, &(width / lanes * lanes).to_string(), Some(mask));
+            }
+        });
     }
 
-    /// As [`Function::vector_rows`] over the `rows` rows of one plane, consecutive in memory
-    /// and written in order by one task: a row's tail is stored whole, its spare lanes
-    /// spilling into the next row, which is written after it. Only the last row's tail is
-    /// masked (AMD's masked stores are microcoded: on a 14-wide row, one of two stores). Rows
-    /// too narrow for a spill to stay within the next one (`width + width % lanes < lanes`)
-    /// mask every tail, as `vector_rows` does.
-    pub fn vector_plane(
+    /// Emits `body(row, count, first, mask)` over the `rows` rows of one plane, consecutive in
+    /// memory and written by one task, in blocks of `block` rows (`count` of them from `row`
+    /// on; the last block may be shorter) and vectors of `lanes` outputs of each of those
+    /// rows from column `first` on, so that the block's rows can share the inputs they read.
+    ///
+    /// With `spill`, a row's tail is stored whole, its spare lanes spilling into the next row,
+    /// whose first vector is written after it (each block writes its tails first); only the
+    /// plane's last row masks its tail (AMD's masked stores are microcoded: on a 14-wide row,
+    /// one of two stores). Without `spill`, or where rows are too narrow for a spill to stay
+    /// within the next one (`width + width % lanes < lanes`), every tail is masked.
+    pub fn vector_blocks(
         &mut self,
         rows: usize,
         width: usize,
         lanes: usize,
-        body: impl Fn(&mut Function, &str, &str, Option<&str>),
+        (block, spill): (usize, bool),
+        body: impl Fn(&mut Function, &str, usize, &str, Option<&str>),
     ) {
-        let spills = width + width % lanes >= lanes;
-        self.rows_of_vectors(rows, width, lanes, spills.then(|| rows.saturating_sub(1)), body);
-    }
-
-    /// `vector_rows`, with the tails of rows other than `masked_from_row` (when given)
-    /// stored whole.
-    fn rows_of_vectors(
-        &mut self,
-        rows: impl std::fmt::Display,
-        width: usize,
-        lanes: usize,
-        masked_from_row: Option<usize>,
-        body: impl Fn(&mut Function, &str, &str, Option<&str>),
-    ) {
-        let (whole, tail) = (width / lanes, width % lanes);
-        let tail_mask = (tail > 0).then(|| {
-            let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
-            format!("<{}>", bits.join(", "))
-        });
-        self.count(rows, |f, row| {
-            f.count(whole, |f, v| {
-                let first = f.int("mul", v, lanes);
-                body(f, row, &first, None);
-            });
-            let Some(mask) = &tail_mask else { return };
-            let first = (whole * lanes).to_string();
-            match masked_from_row {
-                Some(last) => {
-                    let is_last = f.let_("last", format!("icmp eq i64 {row}, {last}"));
-                    let inner = f.let_("inner", format!("xor i1 {is_last}, true"));
-                    f.when(&is_last, |f| body(f, row, &first, Some(mask)));
-                    f.when(&inner, |f| body(f, row, &first, None));
+        let block = block.clamp(1, rows.max(1));
+        let tail_mask = tail_mask(width, lanes);
+        let spill = spill && width + width % lanes >= lanes;
+        // A block of `count` rows from `row` on, the tails of its first `spilling` rows whole.
+        let emit_block = |f: &mut Function, row: &str, count: usize, spilling: usize| {
+            if let Some(mask) = &tail_mask {
+                let first = (width / lanes * lanes).to_string();
+                if spilling > 0 {
+                    body(f, row, spilling, &first, None);
                 }
-                None => body(f, row, &first, Some(mask)),
+                if spilling < count {
+                    let masked = f.int("add", row, spilling);
+                    body(f, &masked, count - spilling, &first, Some(mask));
+                }
             }
+            f.count(width / lanes, |f, v| {
+                let first = f.int("mul", v, lanes);
+                body(f, row, count, &first, None);
+            });
+        };
+        let (full, rest) = (rows / block, rows % block);
+        self.count(full.saturating_sub(usize::from(rest == 0)), |f, b| {
+            let row = f.int("mul", b, block);
+            emit_block(f, &row, block, if spill { block } else { 0 });
         });
+        // The last block: only the plane's last row keeps its tail within the plane.
+        let last = rows.saturating_sub(if rest == 0 { block } else { rest });
+        let count = rows - last;
+        if count > 0 {
+            emit_block(self, &last.to_string(), count, if spill { count - 1 } else { 0 });
+        }
     }
 
     /// `ceil(a / b)` of unsigned `i64`s.
@@ -354,6 +363,16 @@ impl Function {
     pub fn finish(self, signature: &str) -> String {
         format!("{signature} {{\nentry:\n{}{}  ret void\n}}\n", self.allocas, self.body)
     }
+}
+
+/// The constant mask of the valid lanes of a row's last vector, when `width` leaves one
+/// partly filled.
+fn tail_mask(width: usize, lanes: usize) -> Option<String> {
+    let tail = width % lanes;
+    (tail > 0).then(|| {
+        let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
+        format!("<{}>", bits.join(", "))
+    })
 }
 
 /// The type of values an element-wise computation works on: one float or a vector of them.

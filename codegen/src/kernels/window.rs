@@ -12,6 +12,9 @@ use crate::lower::Lowering;
 /// Work (window taps plus padded copies) a task should hold.
 const TASK_WORK: usize = 1 << 16;
 
+/// Most output rows computed together: with a 3x3 window, 4 rows read 6 input rows instead of 12.
+const MAX_BLOCK_ROWS: usize = 4;
+
 /// How a window's values combine.
 enum Combine {
     /// `bias + sum w * x`, weights and bias at these blob offsets.
@@ -61,6 +64,10 @@ impl Lowering<'_> {
         let channels = ys[1];
         let per_task = (TASK_WORK / (oh * ow * kh * kw + ph * pw)).clamp(1, channels);
         let chunks = channels.div_ceil(per_task);
+        // Output rows computed together: their accumulators and the kernel's taps stay in
+        // registers, with a few to spare for the loaded inputs.
+        let weights_held = if matches!(combine, Combine::Conv { .. }) { kh * kw } else { 0 };
+        let rows_per_block = self.isa.registers.saturating_sub(weights_held + 3).clamp(1, MAX_BLOCK_ROWS);
         let pad_value = if matches!(combine, Combine::Max) { "0xFFF0000000000000" } else { "0.0" };
         self.parallel(f, ys[0] * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
@@ -95,49 +102,64 @@ impl Lowering<'_> {
                     Combine::Average => (Vec::new(), ty.constant(0.0)),
                 };
                 let (t, sfx) = (ty.name(), ty.suffix());
-                // One vector of `lanes` outputs of row `oy` from column `first` on.
-                let vector = |f: &mut Function, oy: &str, first: &str, mask: Option<&str>| {
+                // One vector of `lanes` outputs from column `first` on of each of the `rows`
+                // rows from `oy` on. The rows' windows overlap (by `kh - stride` input rows), and
+                // each input vector is loaded once for every output row it feeds.
+                let block = |f: &mut Function, oy: &str, rows: usize, first: &str, mask: Option<&str>| {
                     let top = f.int("mul", oy, stride[0]);
-                    let mut acc = init.clone();
-                    for ky in 0..kh {
-                        let y = f.int("add", &top, ky * dilation[0]);
+                    let mut accs = vec![init.clone(); rows];
+                    for j in 0..(rows - 1) * stride[0] + (kh - 1) * dilation[0] + 1 {
+                        // The (output row, kernel row) pairs that read input row `top + j`.
+                        let readers: Vec<(usize, usize)> = (0..rows)
+                            .filter_map(|r| {
+                                let d = j.checked_sub(r * stride[0])?;
+                                (d % dilation[0] == 0 && d / dilation[0] < kh).then_some((r, d / dilation[0]))
+                            })
+                            .collect();
+                        if readers.is_empty() {
+                            continue;
+                        }
+                        let y = f.int("add", &top, j);
                         let row = f.int("mul", &y, layout.row_floats());
                         let row = f.int("add", &row, first);
                         for kx in 0..kw {
                             let at = f.int("add", &row, layout.tap(kx * dilation[1]));
                             let v = f.load_ty(ty, &padded, &at, None);
-                            acc = match combine {
-                                Combine::Conv { .. } => f.let_(
-                                    "m",
-                                    format!(
-                                        "call {t} @llvm.fmuladd.{sfx}({t} {v}, {t} {}, {t} {acc})",
-                                        taps[ky * kw + kx]
+                            for &(r, ky) in &readers {
+                                let acc = &accs[r];
+                                accs[r] = match combine {
+                                    Combine::Conv { .. } => f.let_(
+                                        "m",
+                                        format!(
+                                            "call {t} @llvm.fmuladd.{sfx}({t} {v}, {t} {}, {t} {acc})",
+                                            taps[ky * kw + kx]
+                                        ),
                                     ),
-                                ),
-                                Combine::Max => {
-                                    f.let_("m", format!("call {t} @llvm.maxnum.{sfx}({t} {acc}, {t} {v})"))
-                                }
-                                Combine::Average => f.let_("m", format!("fadd {t} {acc}, {v}")),
-                            };
+                                    Combine::Max => f.let_(
+                                        "m",
+                                        format!("call {t} @llvm.maxnum.{sfx}({t} {acc}, {t} {v})"),
+                                    ),
+                                    Combine::Average => f.let_("m", format!("fadd {t} {acc}, {v}")),
+                                };
+                            }
                         }
                     }
-                    if matches!(combine, Combine::Average) {
-                        acc = f.let_("m", format!("fdiv {t} {acc}, {}", ty.constant((kh * kw) as f32)));
+                    for (r, mut acc) in accs.into_iter().enumerate() {
+                        if matches!(combine, Combine::Average) {
+                            acc = f.let_("m", format!("fdiv {t} {acc}, {}", ty.constant((kh * kw) as f32)));
+                        }
+                        let y = f.int("add", oy, r);
+                        let row = f.int("mul", &y, ow);
+                        let at = f.int("add", &row, first);
+                        let y = epilogue::emit(&chain.steps, f, ty, &acc, &mut |f| {
+                            f.load_ty(ty, residual.as_deref().expect("a residual plane"), &at, mask)
+                        });
+                        f.store_ty(ty, &y, &dst, &at, mask);
                     }
-                    let row = f.int("mul", oy, ow);
-                    let at = f.int("add", &row, first);
-                    let y = epilogue::emit(&chain.steps, f, ty, &acc, &mut |f| {
-                        f.load_ty(ty, residual.as_deref().expect("a residual plane"), &at, mask)
-                    });
-                    f.store_ty(ty, &y, &dst, &at, mask);
                 };
                 // Whole-vector tails spill into the next row, unless that row is a residual
                 // the epilogue reads after the spill (an in-place add).
-                if chain.residual.is_none() {
-                    f.vector_plane(oh, ow, lanes, vector);
-                } else {
-                    f.vector_rows(oh, ow, lanes, vector);
-                }
+                f.vector_blocks(oh, ow, lanes, (rows_per_block, chain.residual.is_none()), block);
             });
         });
     }
@@ -258,13 +280,11 @@ impl Padded {
         let v_lo = left.div_ceil(s).min(self.cols);
         let v_end = ((w + left) / s).min(self.cols).max(v_lo);
         let chunks = (v_end - v_lo) / lanes;
-        let v_hi = v_lo + chunks * lanes;
         let ty = Ty::Vector(lanes);
         let wide = Ty::Vector(lanes * s);
-        f.count(chunks, |f, i| {
-            let c = f.int("mul", i, lanes);
-            let c = f.int("add", &c, v_lo);
-            let ix = f.int("mul", &c, s);
+        // Copies the vector of positions `c..c + lanes` of every phase.
+        let chunk = |f: &mut Function, c: &str| {
+            let ix = f.int("mul", c, s);
             let ix = f.int("sub", &ix, left);
             let at = f.int("add", &source_row, &ix);
             let all = f.load_ty(wide, src, &at, None);
@@ -284,10 +304,23 @@ impl Padded {
                     )
                 };
                 let to = f.int("add", &row, phase * self.cols);
-                let to = f.int("add", &to, &c);
+                let to = f.int("add", &to, c);
                 f.store_ty(ty, &v, dst, &to, None);
             }
+        };
+        f.count(chunks, |f, i| {
+            let c = f.int("mul", i, lanes);
+            let c = f.int("add", &c, v_lo);
+            chunk(f, &c);
         });
+        // The positions left over after whole vectors are copied as one more vector that
+        // overlaps the last one (rewriting a few floats with the same values).
+        let v_hi = if chunks > 0 && (v_end - v_lo) % lanes > 0 {
+            chunk(f, &(v_end - lanes).to_string());
+            v_end
+        } else {
+            v_lo + chunks * lanes
+        };
         for phase in 0..s {
             // Positions c of this phase whose input column c * phases + phase - left is inside.
             let lo = left.saturating_sub(phase).div_ceil(s).min(self.cols);
