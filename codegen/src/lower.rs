@@ -169,6 +169,29 @@ pub(crate) struct Lowering<'a> {
     external_input: Option<Value>,
 }
 
+/// Task counts are rounded up to a multiple of this, so that two or four threads claiming
+/// equal tasks finish together (5 tasks on 2 threads leave one idle for a fifth of the step).
+const TASK_MULTIPLE: usize = 4;
+
+/// How many tasks share `items` equal items, about `per_task` each (see [`task_items`]).
+pub(crate) fn task_count(items: usize, per_task: usize) -> usize {
+    match items.div_ceil(per_task.max(1)) {
+        0 | 1 => items.min(1),
+        tasks => tasks.next_multiple_of(TASK_MULTIPLE).min(items),
+    }
+}
+
+/// The items of task `task` (a register) among `tasks` sharing `items`: the first and how
+/// many, as registers; the tasks' shares differ by one item at most.
+pub(crate) fn task_items(f: &mut Function, task: &str, tasks: usize, items: usize) -> (String, String) {
+    let start = f.int("mul", task, items);
+    let first = f.int("udiv", &start, tasks);
+    let end = f.int("add", &start, items);
+    let end = f.int("udiv", &end, tasks);
+    let count = f.int("sub", &end, &first);
+    (first, count)
+}
+
 /// Channels and elements per channel plane of a shape (`[n, f]` has planes of one element).
 pub(crate) fn planes(shape: &ir::Shape) -> (usize, usize) {
     let c = shape.channels();
@@ -264,11 +287,9 @@ impl<'a> Lowering<'a> {
         body: impl FnOnce(&mut Self, &mut Function, &str, &str, &str),
     ) {
         let planes = batch * channels;
-        let per_task = per_task.clamp(1, planes);
-        self.parallel(f, planes.div_ceil(per_task), |l, f| {
-            let first = f.int("mul", "%t", per_task);
-            let left = f.int("sub", planes, &first);
-            let count = f.umin(&left, per_task);
+        let tasks = task_count(planes, per_task);
+        self.parallel(f, tasks, |l, f| {
+            let (first, count) = task_items(f, "%t", tasks, planes);
             f.count(&count, |f, i| {
                 let plane = f.int("add", &first, i);
                 let (n, c) = (f.int("udiv", &plane, channels), f.int("urem", &plane, channels));

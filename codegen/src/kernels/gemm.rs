@@ -11,7 +11,7 @@ use ir::{NodeId, Op};
 use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain, Step};
 use crate::kernels::window::Padded;
-use crate::lower::{Lowering, planes};
+use crate::lower::{Lowering, planes, task_count, task_items};
 use crate::schedule::{Schedule, Sweep};
 
 /// Multiply-adds a task should hold: enough to hide the pool's wake-up, small enough to
@@ -288,8 +288,7 @@ impl Lowering<'_> {
             && shift.is_none()
             && matches!(x, Operand::Planes(_));
         let task_macs = if packs { 4 * TASK_MACS } else { TASK_MACS };
-        let per_task = (task_macs / (rows * cols * pr.k)).clamp(1, tiles);
-        let chunks = tiles.div_ceil(per_task);
+        let chunks = task_count(tiles, task_macs / (rows * cols * pr.k));
         // A panel holds one pixel tile of every input row, `cols` floats apart: one per task in
         // thread scratch (panel sweep), or all of them packed before the product.
         let panel = ((pr.sweep == Sweep::Panel || packs) && shift.is_none()).then_some(cols);
@@ -341,57 +340,54 @@ impl Lowering<'_> {
             let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
             let panel_at = (panel.is_some() && !packs)
                 .then(|| f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4)));
-            let first_tile = f.int("mul", &chunk, per_task);
-            f.count(per_task, |f, i| {
+            let (first_tile, count) = task_items(f, &chunk, chunks, tiles);
+            f.count(&count, |f, i| {
                 let t = f.int("add", &first_tile, i);
-                let valid = f.let_("ok", format!("icmp ult i64 {t}, {tiles}"));
-                f.when(&valid, |f| {
-                    let (pt, mt) = match pr.sweep {
-                        Sweep::Channels | Sweep::Panel | Sweep::Packed => {
-                            (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
-                        }
-                        Sweep::Pixels | Sweep::PackedPixels => {
-                            (f.int("urem", &t, p_tiles), f.int("udiv", &t, p_tiles))
-                        }
-                    };
-                    let (in_off, p_valid, out_off) = match (&shift, row_tiles) {
-                        (Some((s, _)), Some(per_row)) => {
-                            let (oy, c) = (f.int("udiv", &pt, per_row), f.int("urem", &pt, per_row));
-                            let ox = f.int("mul", &c, cols);
-                            let left = f.int("sub", s.out_row, &ox);
-                            let p_valid = f.umin(&left, cols);
-                            let in_off = f.int("mul", &oy, s.row);
-                            let in_off = f.int("add", &in_off, &ox);
-                            let out_off = f.int("mul", &oy, s.out_row);
-                            let out_off = f.int("add", &out_off, &ox);
-                            (in_off, p_valid, out_off)
-                        }
-                        _ => {
-                            let p0 = f.int("mul", &pt, cols);
-                            let left = f.int("sub", pr.p, &p0);
-                            let p_valid = f.umin(&left, cols);
-                            (p0.clone(), p_valid, p0)
-                        }
-                    };
-                    let (rows_of, in_off) = match (&panel_at, packed) {
-                        (Some(at), _) => {
-                            // A task's first tile and each new pixel tile pack their pixels.
-                            let first = f.let_("first", format!("icmp eq i64 {i}, 0"));
-                            let top = f.let_("top", format!("icmp eq i64 {mt}, 0"));
-                            let fresh = f.let_("fresh", format!("or i1 {first}, {top}"));
-                            f.when(&fresh, |f| pack_panel(f, &inputs, at, &in_off, &p_valid, &pr));
-                            (at.clone(), "0".to_string())
-                        }
-                        (None, Some(base)) => {
-                            let item = f.int("mul", &n, pr.groups);
-                            let item = f.int("add", &item, &group);
-                            (packed_panel(f, &pr, base, p_tiles, &item, &pt), "0".to_string())
-                        }
-                        (None, None) => (inputs.clone(), in_off),
-                    };
-                    tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
-                        outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off)
-                    });
+                let (pt, mt) = match pr.sweep {
+                    Sweep::Channels | Sweep::Panel | Sweep::Packed => {
+                        (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
+                    }
+                    Sweep::Pixels | Sweep::PackedPixels => {
+                        (f.int("urem", &t, p_tiles), f.int("udiv", &t, p_tiles))
+                    }
+                };
+                let (in_off, p_valid, out_off) = match (&shift, row_tiles) {
+                    (Some((s, _)), Some(per_row)) => {
+                        let (oy, c) = (f.int("udiv", &pt, per_row), f.int("urem", &pt, per_row));
+                        let ox = f.int("mul", &c, cols);
+                        let left = f.int("sub", s.out_row, &ox);
+                        let p_valid = f.umin(&left, cols);
+                        let in_off = f.int("mul", &oy, s.row);
+                        let in_off = f.int("add", &in_off, &ox);
+                        let out_off = f.int("mul", &oy, s.out_row);
+                        let out_off = f.int("add", &out_off, &ox);
+                        (in_off, p_valid, out_off)
+                    }
+                    _ => {
+                        let p0 = f.int("mul", &pt, cols);
+                        let left = f.int("sub", pr.p, &p0);
+                        let p_valid = f.umin(&left, cols);
+                        (p0.clone(), p_valid, p0)
+                    }
+                };
+                let (rows_of, in_off) = match (&panel_at, packed) {
+                    (Some(at), _) => {
+                        // A task's first tile and each new pixel tile pack their pixels.
+                        let first = f.let_("first", format!("icmp eq i64 {i}, 0"));
+                        let top = f.let_("top", format!("icmp eq i64 {mt}, 0"));
+                        let fresh = f.let_("fresh", format!("or i1 {first}, {top}"));
+                        f.when(&fresh, |f| pack_panel(f, &inputs, at, &in_off, &p_valid, &pr));
+                        (at.clone(), "0".to_string())
+                    }
+                    (None, Some(base)) => {
+                        let item = f.int("mul", &n, pr.groups);
+                        let item = f.int("add", &item, &group);
+                        (packed_panel(f, &pr, base, p_tiles, &item, &pt), "0".to_string())
+                    }
+                    (None, None) => (inputs.clone(), in_off),
+                };
+                tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
+                    outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off)
                 });
             });
         });
@@ -402,25 +398,21 @@ impl Lowering<'_> {
     fn pack_panels(&mut self, f: &mut Function, pr: &Product, x: ir::Value, p_tiles: usize) -> usize {
         let (cols, panel_floats) = (pr.cols(), pr.k * pr.cols());
         let base = self.scratch_arena(pr.batch * pr.groups * p_tiles * panel_floats * 4);
-        let per_task = (TASK_WORK / panel_floats).clamp(1, p_tiles);
-        let chunks = p_tiles.div_ceil(per_task);
+        let chunks = task_count(p_tiles, TASK_WORK / panel_floats);
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let item = f.int("udiv", "%t", chunks);
             let (group, n) = (f.int("urem", &item, pr.groups), f.int("udiv", &item, pr.groups));
             let first_in = f.int("mul", &group, pr.k);
             let inputs = l.plane_array(f, x, &first_in, pr.k, &n);
-            let first = f.int("mul", &chunk, per_task);
-            f.count(per_task, |f, i| {
+            let (first, count) = task_items(f, &chunk, chunks, p_tiles);
+            f.count(&count, |f, i| {
                 let pt = f.int("add", &first, i);
-                let valid = f.let_("ok", format!("icmp ult i64 {pt}, {p_tiles}"));
-                f.when(&valid, |f| {
-                    let p0 = f.int("mul", &pt, cols);
-                    let left = f.int("sub", pr.p, &p0);
-                    let p_valid = f.umin(&left, cols);
-                    let panel = packed_panel(f, pr, base, p_tiles, &item, &pt);
-                    pack_panel(f, &inputs, &panel, &p0, &p_valid, pr);
-                });
+                let p0 = f.int("mul", &pt, cols);
+                let left = f.int("sub", pr.p, &p0);
+                let p_valid = f.umin(&left, cols);
+                let panel = packed_panel(f, pr, base, p_tiles, &item, &pt);
+                pack_panel(f, &inputs, &panel, &p0, &p_valid, pr);
             });
         });
         base

@@ -7,7 +7,7 @@ use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain};
-use crate::lower::{Lowering, planes};
+use crate::lower::{Lowering, planes, task_count, task_items};
 
 /// Weights (floats) a task should read.
 const TASK_FLOATS: usize = 1 << 16;
@@ -25,8 +25,7 @@ impl Lowering<'_> {
         let out = chain.output(id);
         let (channels, inner) = planes(graph.shape(x));
         let features = channels * inner;
-        let per_task = (TASK_FLOATS / features).clamp(1, out_features);
-        let chunks = out_features.div_ceil(per_task);
+        let chunks = task_count(out_features, TASK_FLOATS / features);
         self.parallel(f, graph.shape(out).batch() * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
@@ -40,9 +39,7 @@ impl Lowering<'_> {
                     f.store(&v, &xs, &at);
                 });
             });
-            let first = f.int("mul", &chunk, per_task);
-            let left = f.int("sub", out_features, &first);
-            let count = f.umin(&left, per_task);
+            let (first, count) = task_items(f, &chunk, chunks, out_features);
             f.count(&count, |f, i| {
                 let o = f.int("add", &first, i);
                 let row = f.int("mul", &o, features);

@@ -7,7 +7,7 @@ use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain};
-use crate::lower::Lowering;
+use crate::lower::{Lowering, task_count, task_items};
 
 /// Work (window taps plus padded copies) a task should hold.
 const TASK_WORK: usize = 1 << 16;
@@ -62,8 +62,7 @@ impl Lowering<'_> {
         let lanes = self.isa.lanes;
         let layout = Padded::for_windows(ph, ow, kw, stride[1], dilation[1], lanes);
         let channels = ys[1];
-        let per_task = (TASK_WORK / (oh * ow * kh * kw + ph * pw)).clamp(1, channels);
-        let chunks = channels.div_ceil(per_task);
+        let chunks = task_count(channels, TASK_WORK / (oh * ow * kh * kw + ph * pw));
         // Output rows computed together: their accumulators and the kernel's taps stay in
         // registers, with a few to spare for the loaded inputs.
         let weights_held = if matches!(combine, Combine::Conv { .. }) { kh * kw } else { 0 };
@@ -73,9 +72,7 @@ impl Lowering<'_> {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
             let padded = f.let_("pad", format!("call ptr @archc_scratch(i64 {})", layout.floats() * 4));
-            let first = f.int("mul", &chunk, per_task);
-            let left = f.int("sub", channels, &first);
-            let count = f.umin(&left, per_task);
+            let (first, count) = task_items(f, &chunk, chunks, channels);
             f.count(&count, |f, i| {
                 let c = f.int("add", &first, i);
                 let src = l.plane(f, x, &c, &n);
