@@ -79,6 +79,13 @@ pub fn lower(
     schedules: &Schedules,
     symbol: &str,
 ) -> Result<Lowered, Error> {
+    // Inference kernels address every plane through the plan, so a network's planes can be
+    // padded; training kernels read some buffers as flat arrays.
+    let mut padded = plan.clone();
+    if !graph.node_ids().any(|id| matches!(graph.node(id).op, Op::Train(_))) {
+        padded.pad_planes();
+    }
+    let plan = &padded;
     let mut l = Lowering::new(graph, weights, plan, isa, symbol);
     l.schedules = schedules;
     let inputs = input_values(graph);
@@ -303,20 +310,17 @@ impl<'a> Lowering<'a> {
         if let Some(t) = self.tables.get(&v) {
             return t.clone();
         }
-        let shape = self.graph.shape(v);
-        let (c, inner) = planes(shape);
-        let n = shape.batch();
+        let c = self.graph.shape(v).channels();
         let entries: Vec<(usize, usize)> = match &self.plan.placements[&v] {
             Placement::Whole(b) => {
-                let base = self.plan.buffers[*b].offset;
-                (0..c).map(|ch| (base + ch * inner * 4, c * inner * 4)).collect()
+                let buffer = &self.plan.buffers[*b];
+                (0..c).map(|ch| (buffer.offset + ch * buffer.plane_bytes, c * buffer.plane_bytes)).collect()
             }
             Placement::Planes(planes) => planes
                 .iter()
                 .map(|&(b, ch)| {
                     let buffer = &self.plan.buffers[b];
-                    let plane_bytes = buffer.bytes / (n * buffer.channels);
-                    (buffer.offset + ch * plane_bytes, buffer.channels * plane_bytes)
+                    (buffer.offset + ch * buffer.plane_bytes, buffer.channels * buffer.plane_bytes)
                 })
                 .collect(),
         };
@@ -340,12 +344,11 @@ impl<'a> Lowering<'a> {
             return f.float_at("%in", &at);
         }
         if let Placement::Whole(b) = self.plan.placements[&v] {
-            let (channels, inner) = planes(self.graph.shape(v));
-            let base = self.plan.buffers[b].offset;
-            let within = f.int("mul", c, inner * 4);
-            let item = f.int("mul", n, channels * inner * 4);
+            let buffer = &self.plan.buffers[b];
+            let within = f.int("mul", c, buffer.plane_bytes);
+            let item = f.int("mul", n, buffer.channels * buffer.plane_bytes);
             let off = f.int("add", &within, &item);
-            let at = f.int("add", &off, base);
+            let at = f.int("add", &off, buffer.offset);
             return f.let_("plane", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"));
         }
         let table = self.table(v);

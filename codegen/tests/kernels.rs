@@ -69,6 +69,13 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
     ("pools", [5, 9, 10], "AvgPool(kernel: 3, stride: 2, padding: 1), MaxPool(kernel: 2)"),
     ("linear", [7, 3, 2], "Linear(out: 33), Relu, Linear(out: 5, bias: false), Softmax"),
+    // Planes of 1 KiB and more are padded to an odd number of cache lines: 17x19 floats.
+    (
+        "padded_planes",
+        [6, 17, 19],
+        r#"Conv(out: 10, kernel: 1, act: Relu), Alias(name: "e"), Conv(name: "d", out: 10, kernel: 3, groups: 10),
+           Add(["e", "d"]), Conv(out: 7, kernel: 3, stride: 2), MaxPool(kernel: 2)"#,
+    ),
 ];
 
 /// Case `name` at batch 2: its graph, random weights and input, and `ir::eval`'s output.

@@ -12,6 +12,11 @@
 //!    placed in it (to the end for graph outputs).
 //! 3. Offsets: greedy by size (largest first, each at the lowest offset free for its whole
 //!    lifetime), as TensorFlow Lite's arena planner does; `peak_bytes` is the arena's size.
+//!
+//! A CPU build then pads its larger channel planes ([`Plan::pad_planes`]): planes are read side
+//! by side (a 1x1 convolution reads one tile of every input plane), and planes a power-of-two
+//! multiple of lines apart (a 112x112 plane is 784 lines) share a few cache sets and evict each
+//! other.
 
 use std::collections::BTreeMap;
 
@@ -20,13 +25,19 @@ use ir::{Graph, NodeId, Op, Value};
 /// Buffers start at multiples of this many bytes (a cache line, and an AVX-512 vector).
 const ALIGN: usize = 64;
 
-/// One contiguous allocation.
+/// Channel planes of at least this many bytes are padded by [`Plan::pad_planes`].
+const PADDED_FROM: usize = 1024;
+
+/// One contiguous allocation: batch items of `channels` planes of `plane_bytes` each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Buffer {
     /// Size in bytes.
     pub bytes: usize,
     /// Channels (axis 1) of the tensor it was made for.
     pub channels: usize,
+    /// Bytes from one channel plane of an item to the next: the plane's data, and any padding
+    /// after it.
+    pub plane_bytes: usize,
     /// Offset in the arena.
     pub offset: usize,
     /// Schedule step that writes it first.
@@ -64,6 +75,21 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Pads every channel plane of at least [`PADDED_FROM`] bytes to an odd number of cache
+    /// lines, so that the planes of a buffer start in different cache sets, and places the
+    /// buffers again. Only kernels that address every plane through the plan (the CPU
+    /// inference kernels) may read a padded plan; a buffer is no longer one flat array.
+    pub fn pad_planes(&mut self) {
+        for b in &mut self.buffers {
+            if b.plane_bytes >= PADDED_FROM {
+                let items = b.bytes / (b.channels * b.plane_bytes);
+                b.plane_bytes = (b.plane_bytes.div_ceil(ALIGN) | 1) * ALIGN;
+                b.bytes = items * b.channels * b.plane_bytes;
+            }
+        }
+        self.peak_bytes = assign_offsets(&mut self.buffers);
+    }
+
     /// Checks the plan's invariant: buffers alive at the same time never share arena bytes,
     /// and all fit in `peak_bytes`.
     pub fn check(&self) -> Result<(), String> {
@@ -181,6 +207,7 @@ pub fn plan(graph: &Graph, views: bool) -> Plan {
                     buffers.push(Buffer {
                         bytes: shape.numel() * 4,
                         channels: shape.channels(),
+                        plane_bytes: shape.item_numel() / shape.channels() * 4,
                         offset: 0,
                         first,
                         last: step,
@@ -272,6 +299,33 @@ mod tests {
         assert!(p.views.contains(&reshapes[0]), "[4, 64] keeps the 4 channels of [4, 8, 8]");
         assert!(!p.views.contains(&reshapes[1]), "[2, 128] regroups them");
         assert_eq!(p.moved_bytes, 4 * 8 * 8 * 4);
+    }
+
+    #[test]
+    fn padding_gives_large_planes_an_odd_number_of_lines() {
+        // 16x16 planes (1 KiB, 16 lines) are padded to 17 lines; the pooled 8x8 planes are not.
+        let g = crate::test_network(
+            2,
+            3,
+            16,
+            "Conv(out: 5, kernel: 3), MaxPool(kernel: 2), Conv(out: 6, kernel: 1)",
+        );
+        let mut p = plan(&g, true);
+        let before = p.clone();
+        p.pad_planes();
+        assert_disjoint(&p);
+        for (old, new) in before.buffers.iter().zip(&p.buffers) {
+            let items = old.bytes / (old.channels * old.plane_bytes);
+            assert_eq!(items, 2, "batch 2");
+            assert_eq!(new.bytes, items * new.channels * new.plane_bytes);
+            match old.plane_bytes {
+                1024 => assert_eq!(new.plane_bytes, 17 * 64),
+                small => assert_eq!(new.plane_bytes, small, "a plane under 1 KiB stays as it is"),
+            }
+        }
+        assert!(before.buffers.iter().any(|b| b.plane_bytes == 1024));
+        assert!(before.buffers.iter().any(|b| b.plane_bytes == 256));
+        assert!(p.peak_bytes > before.peak_bytes);
     }
 
     #[test]
