@@ -367,7 +367,7 @@ impl Function {
 
 /// The constant mask of the valid lanes of a row's last vector, when `width` leaves one
 /// partly filled.
-fn tail_mask(width: usize, lanes: usize) -> Option<String> {
+pub fn tail_mask(width: usize, lanes: usize) -> Option<String> {
     let tail = width % lanes;
     (tail > 0).then(|| {
         let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();

@@ -69,6 +69,9 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
     ("pools", [5, 9, 10], "AvgPool(kernel: 3, stride: 2, padding: 1), MaxPool(kernel: 2)"),
     ("linear", [7, 3, 2], "Linear(out: 33), Relu, Linear(out: 5, bias: false), Softmax"),
+    ("global_avg_pool", [11, 7, 7], "Conv(out: 13, kernel: 1), GlobalAvgPool, Linear(out: 4)"),
+    ("global_avg_pool_narrow", [5, 3, 1], "GlobalAvgPool"),
+    ("global_avg_pool_whole_vectors", [3, 4, 4], "Relu, GlobalAvgPool"),
     // Planes of 1 KiB and more are padded to an odd number of cache lines: 17x19 floats.
     (
         "padded_planes",

@@ -1,7 +1,7 @@
-//! Light kernels, run on one thread: batch norm, activations and adds that were not fused,
-//! channel copies that the memory plan could not turn into views, reshapes, transposes,
-//! global average pooling and softmax. Their inner loops run along contiguous channel planes,
-//! which LLVM's loop vectorizer turns into vector code.
+//! Light kernels: batch norm, activations and adds that were not fused, channel copies that
+//! the memory plan could not turn into views, reshapes, transposes, global average pooling
+//! and softmax. They run on one thread (global average pooling excepted) along contiguous
+//! channel planes, which LLVM's loop vectorizer turns into vector code.
 
 use std::fmt::Write;
 
@@ -10,6 +10,9 @@ use ir::{Activation, NodeId, Op, Value};
 use crate::emit::{Function, Ty, float};
 use crate::epilogue::emit_activation;
 use crate::lower::{Lowering, planes};
+
+/// Floats a global-average-pool task should sum.
+const TASK_FLOATS: usize = 1 << 14;
 
 impl Lowering<'_> {
     /// Emits node `id`, one of the light ops, into step body `f`.
@@ -147,9 +150,39 @@ impl Lowering<'_> {
         });
     }
 
+    /// Each channel plane's mean, summed in vectors (a scalar remainder loop would cost more
+    /// than the vectors on 7x7 planes), planes split among the threads.
     fn global_avg_pool(&mut self, f: &mut Function, x: Value, out: Value) {
-        let c = self.graph.shape(x).channels();
-        f.count(self.graph.shape(out).batch(), |f, n| f.count(c, |f, ch| self.mean_plane(f, x, out, ch, n)));
+        let shape = self.graph.shape(x).clone();
+        let (c, inner) = planes(&shape);
+        let ty = Ty::Vector(self.isa.lanes);
+        let (t, lanes) = (ty.name(), self.isa.lanes);
+        let tail = crate::emit::tail_mask(inner, lanes);
+        self.parallel_planes(f, shape.batch(), c, TASK_FLOATS / inner, |l, f, n, ch, _| {
+            let src = l.plane(f, x, ch, n);
+            let acc = f.slot(ty, "zeroinitializer");
+            let add = |f: &mut Function, at: &str, mask: Option<&str>| {
+                let v = f.load_ty(ty, &src, at, mask);
+                let a = f.let_("a", format!("load {t}, ptr {acc}"));
+                let sum = f.let_("a", format!("fadd {t} {a}, {v}"));
+                f.line(format!("store {t} {sum}, ptr {acc}"));
+            };
+            f.count(inner / lanes, |f, v| {
+                let at = f.int("mul", v, lanes);
+                add(f, &at, None);
+            });
+            if let Some(mask) = &tail {
+                add(f, &(inner / lanes * lanes).to_string(), Some(mask));
+            }
+            let a = f.let_("a", format!("load {t}, ptr {acc}"));
+            let total = f.let_(
+                "a",
+                format!("call reassoc float @llvm.vector.reduce.fadd.v{lanes}f32(float -0.0, {t} {a})"),
+            );
+            let mean = f.let_("a", format!("fdiv float {total}, {}", float(inner as f32)));
+            let dst = l.plane(f, out, ch, n);
+            f.store(&mean, &dst, "0");
+        });
     }
 
     /// Channel `ch` of batch item `n` of `out` is the mean of that plane of `x`.
