@@ -189,6 +189,9 @@ def main():
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--rounds", type=int, default=10, help="rounds of timing, engines interleaved in each")
     p.add_argument("--per-round", type=int, default=5, help="timed runs per engine per round")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="independent timings of each row: the table gives the median of their medians and "
+                        "the range of their ratios, so that a machine's busy minutes show as a spread")
     p.add_argument("--no-tune", dest="tune", action="store_false",
                    help="compile archc with default schedules instead of running `archc tune` first")
     p.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/archc-peers"))
@@ -218,27 +221,33 @@ def main():
                 errors = {n: relative_error(e(), expected) for n, e in engines.items()}
                 if errors["archc"] > 1e-4:
                     sys.exit(f"{name} batch {batch}: archc differs from torch by {errors['archc']:.2e}")
-                medians = time_interleaved(engines, args.rounds, args.per_round)
+                repeats = [time_interleaved(engines, args.rounds, args.per_round) for _ in range(args.repeat)]
+                ratios = [r["archc"] / min(v for n, v in r.items() if n not in ("archc", "torch")) for r in repeats]
+                medians = {n: statistics.median(r[n] for r in repeats) for n in engines}
                 peers = {n: m for n, m in medians.items() if n not in ("archc", "torch")}
                 best = min(peers, key=peers.get)
                 row = {"model": name, "batch": batch, "threads": threads, "medians_ms": medians,
-                       "errors": errors, "best_peer": best, "ratio": medians["archc"] / peers[best]}
+                       "errors": errors, "best_peer": best, "ratio": medians["archc"] / peers[best],
+                       "repeat_ratios": ratios}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    write_table(rows, args.out)
+    write_table(rows, args.out, args.repeat)
 
 
-def write_table(rows, path):
+def write_table(rows, path, repeat):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
     isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE"
     lines = [f"Machine: {cpu} ({isa}), {len([l for l in open('/proc/cpuinfo') if l.startswith('processor')])} cores; "
-             f"median ms over interleaved runs; ratio = archc / fastest peer (onnxruntime, OpenVINO, ncnn).", "",
+             f"median ms over interleaved runs; ratio = archc / fastest peer (onnxruntime, OpenVINO, ncnn)"
+             + (f"; in brackets, the range of the ratios of {repeat} repeats." if repeat > 1 else "."), "",
              "| model | batch | threads | " + " | ".join(ENGINES) + " | ratio |",
              "|---|---|---|" + "---|" * len(ENGINES) + "---|"]
     for r in rows:
         cells = [f"{r['medians_ms'][e]:.2f}" if e in r["medians_ms"] else "–" for e in ENGINES]
-        lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | " + " | ".join(cells) + f" | **{r['ratio']:.2f}** |")
+        spread = f" [{min(r['repeat_ratios']):.2f}-{max(r['repeat_ratios']):.2f}]" if repeat > 1 else ""
+        lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | " + " | ".join(cells)
+                     + f" | **{r['ratio']:.2f}**{spread} |")
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
