@@ -311,18 +311,14 @@ impl<'a> Lowering<'a> {
             return t.clone();
         }
         let c = self.graph.shape(v).channels();
+        // Plane `ch` of buffer `b`: its offset, and the stride between batch items.
+        let entry = |(b, ch): (usize, usize)| {
+            let buffer = &self.plan.buffers[b];
+            (buffer.offset + ch * buffer.plane_bytes, buffer.channels * buffer.plane_bytes)
+        };
         let entries: Vec<(usize, usize)> = match &self.plan.placements[&v] {
-            Placement::Whole(b) => {
-                let buffer = &self.plan.buffers[*b];
-                (0..c).map(|ch| (buffer.offset + ch * buffer.plane_bytes, c * buffer.plane_bytes)).collect()
-            }
-            Placement::Planes(planes) => planes
-                .iter()
-                .map(|&(b, ch)| {
-                    let buffer = &self.plan.buffers[b];
-                    (buffer.offset + ch * buffer.plane_bytes, buffer.channels * buffer.plane_bytes)
-                })
-                .collect(),
+            Placement::Whole(b) => (0..c).map(|ch| entry((*b, ch))).collect(),
+            Placement::Planes(planes) => planes.iter().copied().map(entry).collect(),
         };
         let name = format!("@{}_t{}_{}", self.symbol, self.tables.len(), v.port);
         let items: Vec<String> =

@@ -155,30 +155,22 @@ impl Lowering<'_> {
     fn global_avg_pool(&mut self, f: &mut Function, x: Value, out: Value) {
         let shape = self.graph.shape(x).clone();
         let (c, inner) = planes(&shape);
-        let ty = Ty::Vector(self.isa.lanes);
-        let (t, lanes) = (ty.name(), self.isa.lanes);
+        let lanes = self.isa.lanes;
+        let ty = Ty::Vector(lanes);
         let tail = crate::emit::tail_mask(inner, lanes);
         self.parallel_planes(f, shape.batch(), c, TASK_FLOATS / inner, |l, f, n, ch, _| {
             let src = l.plane(f, x, ch, n);
             let acc = f.slot(ty, "zeroinitializer");
-            let add = |f: &mut Function, at: &str, mask: Option<&str>| {
-                let v = f.load_ty(ty, &src, at, mask);
-                let a = f.let_("a", format!("load {t}, ptr {acc}"));
-                let sum = f.let_("a", format!("fadd {t} {a}, {v}"));
-                f.line(format!("store {t} {sum}, ptr {acc}"));
-            };
             f.count(inner / lanes, |f, v| {
                 let at = f.int("mul", v, lanes);
-                add(f, &at, None);
+                let x = f.load_ty(ty, &src, &at, None);
+                f.add_vector(ty, &acc, &x);
             });
             if let Some(mask) = &tail {
-                add(f, &(inner / lanes * lanes).to_string(), Some(mask));
+                let x = f.load_ty(ty, &src, &(inner / lanes * lanes).to_string(), Some(mask));
+                f.add_vector(ty, &acc, &x);
             }
-            let a = f.let_("a", format!("load {t}, ptr {acc}"));
-            let total = f.let_(
-                "a",
-                format!("call reassoc float @llvm.vector.reduce.fadd.v{lanes}f32(float -0.0, {t} {a})"),
-            );
+            let total = f.vector_sum(ty, &acc);
             let mean = f.let_("a", format!("fdiv float {total}, {}", float(inner as f32)));
             let dst = l.plane(f, out, ch, n);
             f.store(&mean, &dst, "0");
