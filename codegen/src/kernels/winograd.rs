@@ -213,11 +213,8 @@ impl Lowering<'_> {
                         );
                         let v = f.let_("y", format!("fadd {t} {v}, {b}"));
                         let at = f.int("add", &row, h * lanes);
-                        let mask = (valid < lanes).then(|| {
-                            let bits: Vec<&str> =
-                                (0..lanes).map(|j| if j < valid { "i1 true" } else { "i1 false" }).collect();
-                            format!("<{}>", bits.join(", "))
-                        });
+                        // `valid` is 1..=lanes: a mask exactly when the vector is not full.
+                        let mask = crate::emit::tail_mask(valid, lanes);
                         let v = epilogue::emit(&chain.steps, f, ty, &v, &mut |f| {
                             f.load_ty(
                                 ty,

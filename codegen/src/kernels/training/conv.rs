@@ -44,11 +44,8 @@ impl Window {
         let (sy, sx) = (self.stride[0] as isize, self.stride[1]);
         let lanes = if sx == 1 { lanes } else { 1 };
         let width = x1 - x0;
-        let (whole, tail) = (width / lanes, width % lanes);
-        let mask = (lanes > 1 && tail > 0).then(|| {
-            let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
-            format!("<{}>", bits.join(", "))
-        });
+        let whole = width / lanes;
+        let mask = crate::emit::tail_mask(width, lanes);
         f.count(y1 - y0, |f, r| {
             let oy = f.int("add", r, y0);
             let y_row = f.int("mul", &oy, ow);

@@ -14,11 +14,8 @@ impl Lowering<'_> {
         let shape = self.graph.shape(values[0]).clone();
         let (_, inner) = planes(&shape);
         let lanes = self.isa.lanes;
-        let (whole, tail) = (inner / lanes, inner % lanes);
-        let mask = (tail > 0).then(|| {
-            let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
-            format!("<{}>", bits.join(", "))
-        });
+        let whole = inner / lanes;
+        let mask = crate::emit::tail_mask(inner, lanes);
         f.count(shape.batch(), |f, n| {
             let ps: Vec<String> = values.iter().map(|&v| self.plane(f, v, "%t", n)).collect();
             f.count(whole, |f, v| {
