@@ -68,6 +68,12 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ("depthwise5_s2", [6, 15, 14], "Conv(out: 6, kernel: 5, stride: 2, groups: 6, act: Relu6)"),
     ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
     ("pools", [5, 9, 10], "AvgPool(kernel: 3, stride: 2, padding: 1), MaxPool(kernel: 2)"),
+    (
+        "windows_on_small_planes",
+        [10, 7, 7],
+        "Conv(out: 10, kernel: 3, groups: 10, act: Relu6), MaxPool(kernel: 3, stride: 3, padding: 1), \
+         Conv(out: 10, kernel: 3, groups: 10, bias: true), Conv(out: 4, kernel: 3, act: Relu)",
+    ),
     ("linear", [7, 3, 2], "Linear(out: 33), Relu, Linear(out: 5, bias: false), Softmax"),
     ("global_avg_pool", [11, 7, 7], "Conv(out: 13, kernel: 1), GlobalAvgPool, Linear(out: 4)"),
     ("global_avg_pool_narrow", [5, 3, 1], "GlobalAvgPool"),

@@ -256,8 +256,10 @@ impl Padded {
     }
 
     /// Copies input row `iy` into padded row `py`, split into phases, `pad` left and right.
-    /// Where every phase of a run of columns is inside the input, the run is copied in vectors:
-    /// `phases` vectors loaded whole and dealt out to the phases by shuffles.
+    /// The row is copied in chunks of `lanes` positions of every phase (fewer in a row narrower
+    /// than that; the last chunk overlaps the one before): each chunk loads its `phases`
+    /// vectors of input columns whole, or masked where they cross the input's edge, and deals
+    /// them out to the phases by shuffles. Chunks wholly inside the input run in a loop.
     #[allow(clippy::too_many_arguments)]
     fn copy_row(
         &self,
@@ -271,79 +273,113 @@ impl Padded {
         pad: &str,
     ) {
         let (s, lanes) = (self.phases, self.lanes);
+        let width = lanes.min(self.cols);
+        let span = width * s;
+        let loads = span.div_ceil(lanes);
         let row = f.int("mul", py, self.row_floats());
         let source_row = f.int("mul", iy, w);
-        // Columns [v_lo, v_lo + chunks * lanes) of every phase come from whole input vectors.
-        let v_lo = left.div_ceil(s).min(self.cols);
-        let v_end = ((w + left) / s).min(self.cols).max(v_lo);
-        let chunks = (v_end - v_lo) / lanes;
         let ty = Ty::Vector(lanes);
-        let wide = Ty::Vector(lanes * s);
-        // Copies the vector of positions `c..c + lanes` of every phase.
-        let chunk = |f: &mut Function, c: &str| {
-            let ix = f.int("mul", c, s);
-            let ix = f.int("sub", &ix, left);
-            let at = f.int("add", &source_row, &ix);
-            let all = f.load_ty(wide, src, &at, None);
+        let pad_vector = format!("<{}>", vec![format!("float {pad}"); lanes].join(", "));
+        // Copies the chunk of positions `c..c + width` of every phase. With `at`, the chunk is
+        // at position `at` and its lanes are loaded only where inside the input; without, it is
+        // wholly inside.
+        let chunk = |f: &mut Function, c: &str, at: Option<usize>| {
+            let first = f.int("mul", c, s);
+            let first = f.int("sub", &first, left);
+            let first = f.int("add", &source_row, &first);
+            let vectors: Vec<String> = (0..loads)
+                .map(|j| {
+                    let valid: Vec<bool> = (0..lanes)
+                        .map(|k| {
+                            let lane = j * lanes + k;
+                            let column = at.map_or(0, |at| (at * s + lane) as i64 - left as i64);
+                            lane < span && (0..w as i64).contains(&column)
+                        })
+                        .collect();
+                    let index = f.int("add", &first, j * lanes);
+                    if at.is_none() || valid.iter().all(|&v| v) {
+                        f.load_ty(ty, src, &index, None)
+                    } else if !valid.contains(&true) {
+                        pad_vector.clone()
+                    } else {
+                        // Lanes left of the input start before its plane: the address is
+                        // formed without `inbounds`, and masked-off lanes are never read.
+                        let p = f.let_("p", format!("getelementptr float, ptr {src}, i64 {index}"));
+                        let bits: Vec<String> = valid.iter().map(|&v| format!("i1 {v}")).collect();
+                        let mask = format!("<{}>", bits.join(", "));
+                        let (t, l) = (ty.name(), lanes);
+                        f.let_(
+                            "v",
+                            format!(
+                                "call {t} @llvm.masked.load.v{l}f32.p0(ptr {p}, i32 4, <{l} x i1> {mask}, {t} {pad_vector})"
+                            ),
+                        )
+                    }
+                })
+                .collect();
+            let (all, wide) = concatenate(f, &vectors, lanes);
+            let wide = Ty::Vector(wide).name();
             for phase in 0..s {
-                let picks: Vec<String> = (0..lanes).map(|j| format!("i32 {}", j * s + phase)).collect();
-                let v = if s == 1 {
+                let picks: Vec<String> = (0..width).map(|j| format!("i32 {}", j * s + phase)).collect();
+                let v = if s == 1 && width == lanes {
                     all.clone()
                 } else {
                     f.let_(
                         "ph",
                         format!(
-                            "shufflevector {} {all}, {} poison, <{lanes} x i32> <{}>",
-                            wide.name(),
-                            wide.name(),
+                            "shufflevector {wide} {all}, {wide} poison, <{width} x i32> <{}>",
                             picks.join(", ")
                         ),
                     )
                 };
                 let to = f.int("add", &row, phase * self.cols);
                 let to = f.int("add", &to, c);
-                f.store_ty(ty, &v, dst, &to, None);
+                f.store_ty(Ty::Vector(width), &v, dst, &to, None);
             }
         };
-        f.count(chunks, |f, i| {
-            let c = f.int("mul", i, lanes);
-            let c = f.int("add", &c, v_lo);
-            chunk(f, &c);
+        // Chunks `inside.start..inside.end` read only columns inside the input.
+        let chunks = self.cols / width;
+        let end = ((w + left) / span).min(chunks);
+        let inside = if width == lanes { left.div_ceil(span).min(end)..end } else { 0..0 };
+        for i in (0..inside.start).chain(inside.end..chunks) {
+            chunk(f, &(i * width).to_string(), Some(i * width));
+        }
+        f.count(inside.len(), |f, i| {
+            let c = f.int("add", i, inside.start);
+            let c = f.int("mul", &c, width);
+            chunk(f, &c, None);
         });
-        // The positions left over after whole vectors are copied as one more vector that
-        // overlaps the last one (rewriting a few floats with the same values).
-        let v_hi = if chunks > 0 && (v_end - v_lo) % lanes > 0 {
-            chunk(f, &(v_end - lanes).to_string());
-            v_end
-        } else {
-            v_lo + chunks * lanes
-        };
-        for phase in 0..s {
-            // Positions c of this phase whose input column c * phases + phase - left is inside.
-            let lo = left.saturating_sub(phase).div_ceil(s).min(self.cols);
-            let hi = if w + left > phase { ((w + left - 1 - phase) / s + 1).min(self.cols) } else { 0 };
-            let hi = hi.max(lo);
-            let base = f.int("add", &row, phase * self.cols);
-            f.fill(dst, &base, lo, pad);
-            let copy = |f: &mut Function, from: usize, to: usize| {
-                f.count(to.saturating_sub(from), |f, i| {
-                    let c = f.int("add", i, from);
-                    let ix = f.int("mul", &c, s);
-                    let ix = f.int("add", &ix, phase as i64 - left as i64);
-                    let at = f.int("add", &source_row, &ix);
-                    let v = f.load(src, &at);
-                    let to = f.int("add", &base, &c);
-                    f.store(&v, dst, &to);
-                });
-            };
-            if chunks > 0 {
-                copy(f, lo, v_lo);
-                copy(f, v_hi, hi);
-            } else {
-                copy(f, lo, hi);
-            }
-            let tail = f.int("add", &base, hi);
-            f.fill(dst, &tail, self.cols - hi, pad);
+        if !self.cols.is_multiple_of(width) {
+            let at = self.cols - width;
+            chunk(f, &at.to_string(), Some(at));
         }
     }
+}
+
+/// The `vectors` (of `lanes` each) one after another, as one vector, and its width (rounded up
+/// to a power of two times `lanes`, the rest poison).
+fn concatenate(f: &mut Function, vectors: &[String], lanes: usize) -> (String, usize) {
+    let mut parts = vectors.to_vec();
+    let mut width = lanes;
+    while parts.len() > 1 {
+        let ty = Ty::Vector(width).name();
+        let picks: Vec<String> = (0..2 * width).map(|j| format!("i32 {j}")).collect();
+        parts = parts
+            .chunks(2)
+            .map(|pair| {
+                let second = pair.get(1).map_or("poison", String::as_str);
+                f.let_(
+                    "cat",
+                    format!(
+                        "shufflevector {ty} {}, {ty} {second}, <{} x i32> <{}>",
+                        pair[0],
+                        2 * width,
+                        picks.join(", ")
+                    ),
+                )
+            })
+            .collect();
+        width *= 2;
+    }
+    (parts.remove(0), width)
 }
