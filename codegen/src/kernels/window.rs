@@ -12,6 +12,9 @@ use crate::lower::{Lowering, task_count, task_items};
 /// Work (window taps plus padded copies) a task should hold.
 const TASK_WORK: usize = 1 << 16;
 
+/// Padded planes up to this size are filled a channel ahead, in a second buffer.
+const DOUBLE_BUFFERED_BYTES: usize = 4 << 10;
+
 /// Most output rows computed together: with a 3x3 window, 4 rows read 6 input rows instead of 12.
 const MAX_BLOCK_ROWS: usize = 4;
 
@@ -71,14 +74,44 @@ impl Lowering<'_> {
         self.parallel(f, ys[0] * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
-            let padded = f.let_("pad", format!("call ptr @archc_scratch(i64 {})", layout.floats() * 4));
+            // Small planes take two padded planes in turn: the next channel's is filled before
+            // this one's windows are computed, so that the windows never load floats still in
+            // flight from the copy's stores (a load spanning two pending stores waits for both
+            // to reach the cache, and on a small plane the windows start right after the copy).
+            // Larger planes keep one, which stays in L1.
+            let floats = layout.floats();
+            let ahead = floats * 4 <= DOUBLE_BUFFERED_BYTES;
+            let buffers = if ahead { 2 } else { 1 };
+            let planes = f.let_("pad", format!("call ptr @archc_scratch(i64 {})", buffers * floats * 4));
+            let fill = |l: &mut Lowering, f: &mut Function, c: &str, slot: &str| {
+                let src = l.plane(f, x, c, &n);
+                let at = f.int("mul", slot, floats);
+                let padded = f.float_at(&planes, &at);
+                layout.fill(f, &padded, &src, [xs[2], xs[3]], padding, pad_value);
+            };
             let (first, count) = task_items(f, &chunk, chunks, channels);
+            if ahead {
+                fill(l, f, &first, "0");
+            }
             f.count(&count, |f, i| {
                 let c = f.int("add", &first, i);
-                let src = l.plane(f, x, &c, &n);
+                let slot = if ahead {
+                    let next = f.int("add", i, 1);
+                    let more = f.let_("more", format!("icmp ult i64 {next}, {count}"));
+                    f.when(&more, |f| {
+                        let following = f.int("add", &c, 1);
+                        let slot = f.int("and", &next, 1);
+                        fill(l, f, &following, &slot);
+                    });
+                    f.int("and", i, 1)
+                } else {
+                    fill(l, f, &c, "0");
+                    "0".to_string()
+                };
+                let at = f.int("mul", &slot, floats);
+                let padded = f.float_at(&planes, &at);
                 let dst = l.plane(f, out, &c, &n);
                 let residual = chain.residual.map(|r| l.plane(f, r, &c, &n));
-                layout.fill(f, &padded, &src, [xs[2], xs[3]], padding, pad_value);
                 let ty = Ty::Vector(lanes);
                 let (taps, init) = match combine {
                     Combine::Conv { weights, bias } => {
