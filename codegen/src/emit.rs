@@ -195,14 +195,35 @@ impl Function {
     pub fn load_ty(&mut self, ty: Ty, ptr: &str, index: &str, mask: Option<&str>) -> String {
         let p = self.float_at(ptr, index);
         match (ty, mask) {
-            (Ty::Vector(l), Some(m)) => self.let_(
-                "v",
-                format!(
-                    "call <{l} x float> @llvm.masked.load.v{l}f32.p0(ptr {p}, i32 4, <{l} x i1> {m}, <{l} x float> zeroinitializer)"
-                ),
-            ),
+            (Ty::Vector(lanes), Some(m)) => self.masked_load(lanes, &p, m, "zeroinitializer"),
             _ => self.let_("v", format!("load {}, ptr {p}, align 4", ty.name())),
         }
+    }
+
+    /// Loads `lanes` floats from `ptr + index` floats where `mask` is true, and takes
+    /// `passthru`'s lanes elsewhere. The address is formed without `inbounds`: masked-off
+    /// lanes may lie outside `ptr`'s object (left of a plane's start), and are never read.
+    pub fn load_masked(
+        &mut self,
+        lanes: usize,
+        ptr: &str,
+        index: &str,
+        mask: &str,
+        passthru: &str,
+    ) -> String {
+        let p = self.let_("p", format!("getelementptr float, ptr {ptr}, i64 {index}"));
+        self.masked_load(lanes, &p, mask, passthru)
+    }
+
+    /// The `llvm.masked.load` of `lanes` floats at address `p`.
+    fn masked_load(&mut self, lanes: usize, p: &str, mask: &str, passthru: &str) -> String {
+        let (t, l) = (Ty::Vector(lanes).name(), lanes);
+        self.let_(
+            "v",
+            format!(
+                "call {t} @llvm.masked.load.v{l}f32.p0(ptr {p}, i32 4, <{l} x i1> {mask}, {t} {passthru})"
+            ),
+        )
     }
 
     /// Stores `value` of type `ty` to `ptr + index` floats, only the lanes where `mask` is true.
@@ -369,10 +390,13 @@ impl Function {
 /// partly filled.
 pub fn tail_mask(width: usize, lanes: usize) -> Option<String> {
     let tail = width % lanes;
-    (tail > 0).then(|| {
-        let bits: Vec<&str> = (0..lanes).map(|j| if j < tail { "i1 true" } else { "i1 false" }).collect();
-        format!("<{}>", bits.join(", "))
-    })
+    (tail > 0).then(|| lane_mask((0..lanes).map(|j| j < tail)))
+}
+
+/// The constant lane mask with `valid`'s lanes true.
+pub fn lane_mask(valid: impl IntoIterator<Item = bool>) -> String {
+    let bits: Vec<String> = valid.into_iter().map(|v| format!("i1 {v}")).collect();
+    format!("<{}>", bits.join(", "))
 }
 
 /// The type of values an element-wise computation works on: one float or a vector of them.

@@ -335,18 +335,8 @@ impl Padded {
                     } else if !valid.contains(&true) {
                         pad_vector.clone()
                     } else {
-                        // Lanes left of the input start before its plane: the address is
-                        // formed without `inbounds`, and masked-off lanes are never read.
-                        let p = f.let_("p", format!("getelementptr float, ptr {src}, i64 {index}"));
-                        let bits: Vec<String> = valid.iter().map(|&v| format!("i1 {v}")).collect();
-                        let mask = format!("<{}>", bits.join(", "));
-                        let (t, l) = (ty.name(), lanes);
-                        f.let_(
-                            "v",
-                            format!(
-                                "call {t} @llvm.masked.load.v{l}f32.p0(ptr {p}, i32 4, <{l} x i1> {mask}, {t} {pad_vector})"
-                            ),
-                        )
+                        // Lanes left of the input start lie before its plane: never read.
+                        f.load_masked(lanes, src, &index, &crate::emit::lane_mask(valid), &pad_vector)
                     }
                 })
                 .collect();
