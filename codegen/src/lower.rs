@@ -180,9 +180,21 @@ pub(crate) struct Lowering<'a> {
 /// equal tasks finish together (5 tasks on 2 threads leave one idle for a fifth of the step).
 const TASK_MULTIPLE: usize = 4;
 
-/// How many tasks share `items` equal items, about `per_task` each (see [`task_items`]).
+/// Tasks grow to this many times the smallest task a kernel asks for while that leaves
+/// [`BALANCED_TASKS`] of them, and shrink (down to the smallest) only to reach that many:
+/// fewer task setups, the same balance.
+const TASK_GROWTH: usize = 4;
+
+/// Tasks enough for the dynamic claiming of two to four threads to end together.
+const BALANCED_TASKS: usize = 8;
+
+/// How many tasks share `items` equal items, at least `per_task` each and up to
+/// [`TASK_GROWTH`] times that (see [`task_items`]).
 pub(crate) fn task_count(items: usize, per_task: usize) -> usize {
-    match items.div_ceil(per_task.max(1)) {
+    let per_task = per_task.max(1);
+    let large = items.div_ceil(TASK_GROWTH * per_task);
+    let small = items.div_ceil(per_task);
+    match large.max(small.min(BALANCED_TASKS)) {
         0 | 1 => items.min(1),
         tasks => tasks.next_multiple_of(TASK_MULTIPLE).min(items),
     }

@@ -18,16 +18,6 @@ use crate::schedule::{Schedule, Sweep};
 /// setup (its table of input planes, its first panel).
 const TASK_MACS: usize = 1 << 18;
 
-/// A product is split into tasks of up to this many times [`TASK_MACS`] while that leaves
-/// [`BALANCED_TASKS`] of them, and into smaller tasks (down to `TASK_MACS`) only to reach
-/// that many. Measured at 2 threads against tasks of `TASK_MACS` alone (paired ratios):
-/// MobileNet V2 0.98-0.99, ShuffleNet V2 1.5x 0.99; tasks of 4x alone cost ShuffleNet V2
-/// 0.5x, whose products hold a few million multiply-adds, 1.02.
-const TASK_GROWTH: usize = 4;
-
-/// Tasks enough for the dynamic claiming of two to four threads to end together.
-const BALANCED_TASKS: usize = 8;
-
 /// Scratch floats an im2col block may use, per thread (a quarter of a small L2).
 const IM2COL_FLOATS: usize = 1 << 15;
 
@@ -298,7 +288,7 @@ impl Lowering<'_> {
             && shift.is_none()
             && matches!(x, Operand::Planes(_));
         let task_macs = if packs { 4 * TASK_MACS } else { TASK_MACS };
-        let chunks = task_count(tiles, tiles_per_task(tiles, rows * cols * pr.k, task_macs));
+        let chunks = task_count(tiles, task_macs / (rows * cols * pr.k));
         // A panel holds one pixel tile of every input row, `cols` floats apart: one per task in
         // thread scratch (panel sweep), or all of them packed before the product.
         let panel = ((pr.sweep == Sweep::Panel || packs) && shift.is_none()).then_some(cols);
@@ -785,16 +775,6 @@ fn sum_phases<'a>(f: &mut Function, ty: Ty, first: &[String], later: impl Iterat
             f.add_vector(ty, slot, &v);
         }
     }
-}
-
-/// Tiles per task of a product of `tiles` tiles of `tile_macs` multiply-adds each: tasks of
-/// `TASK_GROWTH` times `task_macs`, or smaller ones (down to `task_macs`) where that leaves
-/// fewer than `BALANCED_TASKS`.
-fn tiles_per_task(tiles: usize, tile_macs: usize, task_macs: usize) -> usize {
-    let macs = tiles * tile_macs;
-    let large = macs.div_ceil(TASK_GROWTH * task_macs);
-    let small = macs.div_ceil(task_macs);
-    tiles.div_ceil(large.max(small.min(BALANCED_TASKS)))
 }
 
 /// Prefetches the weights `WEIGHTS_AHEAD` bytes past float `a` of a micro-kernel's `%a`.
