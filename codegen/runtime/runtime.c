@@ -29,6 +29,8 @@
 /* Hot atomics get lines of their own; 128 rather than 64 keeps adjacent-line prefetchers from
    pairing them up. */
 #define LINE 128
+/* Most home ranges a job's indices are split into (see run_tasks). */
+#define HOMES 16
 
 /* A job's state word packs its generation (high half) with the number of threads inside it (low half).
    The caller holds a reference while it claims work, and threads enter only while the count is positive,
@@ -50,7 +52,11 @@ static struct {
     int capacity;
 
     _Alignas(LINE) _Atomic uint64_t job_state;
-    _Alignas(LINE) _Atomic int64_t next;
+    /* The job's indices in `ranges` home ranges, each with its claim counter. */
+    int ranges;
+    struct {
+        _Alignas(LINE) _Atomic int64_t next;
+    } home[HOMES];
 
     /* Sleeping: workers wait on `wake` for a new job, the caller on `done` for the last helper. */
     _Alignas(LINE) pthread_mutex_t sleep_lock;
@@ -102,19 +108,29 @@ static bool keep_spinning(int64_t start)
     return spun < SPIN_NS;
 }
 
-/* Claims indices of the open job until none are left; the caller and every worker run this. */
-static void run_tasks(void)
+/* Claims indices of the open job until none are left; the caller (`id` 0) and every worker (`id` its
+   index + 1) run this. A thread claims from its home range first, then from the others' in turn. Matrix
+   products (and their panel packing) order their tasks by pixel tiles, so a thread's home range covers
+   the same pixels in consecutive products and it reads much of what it wrote from its own L2; with one
+   shared counter, tasks fell to threads at random. Measured at 2 threads against one counter (paired
+   ratios): MobileNet V2 0.98, ShuffleNet V2 0.98-0.99, ResNet-18 0.99. */
+static void run_tasks(int id)
 {
     archc_task fn = pool.fn;
     void *ctx = pool.ctx;
     int64_t count = pool.count, chunk = pool.chunk;
-    for (;;) {
-        int64_t i = atomic_fetch_add_explicit(&pool.next, chunk, memory_order_relaxed);
-        if (i >= count)
-            return;
-        int64_t end = count - i > chunk ? i + chunk : count;
-        for (; i < end; i++)
-            fn(ctx, i);
+    int ranges = pool.ranges;
+    for (int k = 0; k < ranges; k++) {
+        int r = (id + k) % ranges;
+        int64_t last = (r + 1) * count / ranges;
+        for (;;) {
+            int64_t i = atomic_fetch_add_explicit(&pool.home[r].next, chunk, memory_order_relaxed);
+            if (i >= last)
+                break;
+            int64_t end = last - i > chunk ? i + chunk : last;
+            for (; i < end; i++)
+                fn(ctx, i);
+        }
     }
 }
 
@@ -164,14 +180,14 @@ static void leave_job(void)
 }
 
 /* Enters the job in state `s` if it is still open, and helps with it. */
-static void join_job(uint64_t s)
+static void join_job(int id, uint64_t s)
 {
     uint32_t gen = GEN(s);
     while (REFS(s) > 0 && GEN(s) == gen) {
         /* Acquire pairs with publish(): the job fields and the reset claim counter are visible. */
         if (atomic_compare_exchange_weak_explicit(&pool.job_state, &s, s + 1, memory_order_acquire,
                                                   memory_order_relaxed)) {
-            run_tasks();
+            run_tasks(id);
             leave_job();
             return;
         }
@@ -187,7 +203,7 @@ static void *worker_main(void *arg)
     uint64_t s;
     while (await_job(id, last, &s)) {
         last = GEN(s);
-        join_job(s);
+        join_job(id + 1, s);
     }
     return NULL;
 }
@@ -258,7 +274,9 @@ static void publish(archc_task fn, void *ctx, int64_t count, int threads)
     pool.ctx = ctx;
     pool.count = count;
     pool.chunk = chunk > 1 ? chunk : 1;
-    atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
+    pool.ranges = threads < HOMES ? threads : HOMES;
+    for (int r = 0; r < pool.ranges; r++)
+        atomic_store_explicit(&pool.home[r].next, r * count / pool.ranges, memory_order_relaxed);
     pool.gen++;
     /* Opens the job holding the caller's reference. Sequential consistency releases the fields above and
        pairs with sleep_until_job()'s sleeper count. */
@@ -309,7 +327,7 @@ void archc_parallel_for(archc_task fn, void *ctx, int64_t count)
     }
     publish(fn, ctx, count, threads);
     in_pool = true;
-    run_tasks();
+    run_tasks(0);
     in_pool = false;
     /* Acquire-release: if the caller is last out, it sees the helpers' writes; otherwise
        wait_for_helpers() acquires them. */

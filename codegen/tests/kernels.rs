@@ -181,3 +181,19 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
         }
     });
 }
+
+/// More threads than the runtime has home ranges (16), on steps of dozens of tasks: threads
+/// share home ranges, and every task still runs once.
+#[test]
+fn more_threads_than_home_ranges() {
+    let body = "Conv(out: 128, kernel: 1, act: Relu), Conv(out: 128, kernel: 3, groups: 128, bn: true)";
+    let (graph, weights, input, expected) = case("many_tasks", [128, 48, 48], body);
+    let opt = passes::optimize(&graph, &weights, Level::O2, None);
+    let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 0).unwrap();
+    model.set_threads(21);
+    for _ in 0..3 {
+        let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+        let err = out.relative_error(&expected[0]);
+        assert!(err < 1e-4, "on 21 threads: {err}");
+    }
+}
