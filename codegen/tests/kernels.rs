@@ -197,3 +197,19 @@ fn more_threads_than_home_ranges() {
         assert!(err < 1e-4, "on 21 threads: {err}");
     }
 }
+
+/// Max pooling ignores NaN inputs, as `ir::eval` does (`f32::max`): a window's maximum is
+/// that of its numbers, and -inf where it holds none.
+#[test]
+fn max_pool_ignores_nan() {
+    let (graph, weights, mut input, _) =
+        case("max_nan", [3, 9, 11], "MaxPool(kernel: 3, stride: 2, padding: 1)");
+    for i in (0..input.data.len()).step_by(5) {
+        input.data[i] = f32::NAN;
+    }
+    let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+    assert!(expected[0].data.iter().all(|v| !v.is_nan()), "the reference ignores NaN");
+    let opt = passes::optimize(&graph, &weights, Level::O2, None);
+    let mut model = codegen::CompiledModel::compile(&opt.graph, &opt.weights, &opt.plan, 0).unwrap();
+    assert_eq!(model.run(&input.data), expected[0].data);
+}

@@ -165,10 +165,18 @@ impl Lowering<'_> {
                                             taps[ky * kw + kx]
                                         ),
                                     ),
-                                    Combine::Max => f.let_(
-                                        "m",
-                                        format!("call {t} @llvm.maxnum.{sfx}({t} {acc}, {t} {v})"),
-                                    ),
+                                    // `v > acc ? v : acc`: one max instruction where
+                                    // maxnum takes three (x86's max returns its second
+                                    // operand on NaN, maxnum the number). The accumulator
+                                    // starts at -inf and never takes a NaN, so NaN inputs are
+                                    // ignored all the same.
+                                    Combine::Max => {
+                                        let greater = f.let_("gt", format!("fcmp ogt {t} {v}, {acc}"));
+                                        f.let_(
+                                            "m",
+                                            format!("select <{lanes} x i1> {greater}, {t} {v}, {t} {acc}"),
+                                        )
+                                    }
                                     Combine::Average => f.let_("m", format!("fadd {t} {acc}, {v}")),
                                 };
                             }
