@@ -180,6 +180,10 @@ impl Lowering<'_> {
             .flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows))
             .chain(std::iter::repeat_n(0.0, 2 * self.isa.lanes))
             .collect();
+        // Zeros after the bias too: tiles start their accumulators at the bias of all their
+        // rows, those past the last channel included.
+        let bias: Vec<f32> =
+            bias.into_iter().chain(std::iter::repeat_n(0.0, rows + self.isa.lanes)).collect();
         let (a, bias) = (self.push(&packed), self.push(&bias));
         Product {
             groups,
@@ -520,9 +524,22 @@ impl Lowering<'_> {
         // A tile with too few accumulators to cover the multiply-add latency (a narrow tail
         // tile) keeps one set per phase of k, consecutive k in different sets, summed at the end.
         let phases = (MIN_ACCUMULATORS.div_ceil(rows * vectors)).clamp(1, MAX_PHASES);
+        // The first phase's accumulators start at the bias: one add fewer per accumulator, which
+        // counts in short reductions (MobileNet V2's expansions reduce over 16 to 32 channels).
+        let biases: Vec<String> = (0..rows)
+            .map(|r| {
+                let b = f.load("%bias", &r.to_string());
+                f.splat(&b, lanes)
+            })
+            .collect();
         let acc: Vec<Vec<Vec<String>>> = (0..phases)
-            .map(|_| {
-                (0..rows).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect()
+            .map(|phase| {
+                (0..rows)
+                    .map(|r| {
+                        let init = if phase == 0 { biases[r].as_str() } else { "zeroinitializer" };
+                        (0..vectors).map(|_| f.slot(ty, init)).collect()
+                    })
+                    .collect()
             })
             .collect();
         let masks = lane_masks(&mut f, "%p_valid", lanes, vectors);
@@ -576,16 +593,13 @@ impl Lowering<'_> {
                     let slot = f.pointer_at("%residuals", &r.to_string());
                     f.let_("res", format!("load ptr, ptr {slot}"))
                 });
-                let b = f.load("%bias", &r.to_string());
-                let b = f.splat(&b, lanes);
                 // Masked stores only on partial tiles: AMD's masked stores are microcoded and
                 // cost as much as the multiply-adds of a short reduction.
                 for (condition, masked) in [(&full, false), (&partial, true)] {
                     f.when(condition, |f| {
                         for (v, slot) in acc_r.iter().enumerate() {
                             let at = f.int("add", "%out_off", v * lanes);
-                            let sum = f.let_("s", format!("load {}, ptr {slot}", ty.name()));
-                            let y = f.let_("y", format!("fadd {} {sum}, {b}", ty.name()));
+                            let y = f.let_("s", format!("load {}, ptr {slot}", ty.name()));
                             let mask = masked.then_some(masks[v].as_str());
                             let y = epilogue::emit(steps, f, ty, &y, &mut |f| {
                                 f.load_ty(ty, residual.as_deref().expect("a residual row"), &at, mask)
@@ -625,8 +639,20 @@ impl Lowering<'_> {
         let phases = (COLUMN_ACCUMULATORS / vectors).max(1);
         let mut f = Function::new();
         f.count("%p_valid", |f, j| {
-            let acc: Vec<Vec<String>> =
-                (0..phases).map(|_| (0..vectors).map(|_| f.slot(ty, "zeroinitializer")).collect()).collect();
+            // The first phase starts at the bias, as in `tile`.
+            let acc: Vec<Vec<String>> = (0..phases)
+                .map(|phase| {
+                    (0..vectors)
+                        .map(|v| {
+                            let init = match phase {
+                                0 => f.load_ty(ty, "%bias", &(v * lanes).to_string(), None),
+                                _ => "zeroinitializer".to_string(),
+                            };
+                            f.slot(ty, &init)
+                        })
+                        .collect()
+                })
+                .collect();
             let pixel = f.int("add", "%in_off", j);
             let step = |f: &mut Function, k: &str, acc: &[String]| {
                 let x = match panel {
@@ -658,9 +684,7 @@ impl Lowering<'_> {
                 let live = f.let_("live", format!("icmp ult i64 {r}, %m_valid"));
                 f.when(&live, |f| {
                     let sums = f.let_("s", format!("load {}, ptr {}", ty.name(), acc[0][r / lanes]));
-                    let sum = f.let_("s", format!("extractelement {} {sums}, i64 {}", ty.name(), r % lanes));
-                    let b = f.load("%bias", &r.to_string());
-                    let y = f.let_("y", format!("fadd float {sum}, {b}"));
+                    let y = f.let_("s", format!("extractelement {} {sums}, i64 {}", ty.name(), r % lanes));
                     let y = epilogue::emit(steps, f, Ty::Scalar, &y, &mut |f| {
                         let slot = f.pointer_at("%residuals", &r.to_string());
                         let residual = f.let_("res", format!("load ptr, ptr {slot}"));
