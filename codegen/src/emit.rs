@@ -249,6 +249,13 @@ impl Function {
         self.line(format!("call void @llvm.prefetch.p0(ptr {p}, i32 0, i32 3, i32 1)"));
     }
 
+    /// Asks for the cache line holding byte `ptr + bytes` to be read into L2 (not L1, whose
+    /// lines the running loop needs); the hint never faults.
+    pub fn prefetch_l2(&mut self, ptr: &str, bytes: impl std::fmt::Display) {
+        let p = self.let_("pf", format!("getelementptr i8, ptr {ptr}, i64 {bytes}"));
+        self.line(format!("call void @llvm.prefetch.p0(ptr {p}, i32 0, i32 2, i32 1)"));
+    }
+
     /// Loads `ptr[index]`.
     pub fn load(&mut self, ptr: &str, index: &str) -> String {
         let p = self.float_at(ptr, index);

@@ -18,6 +18,7 @@ use passes::plan::{Placement, Plan};
 use crate::Error;
 use crate::emit::{self, Function};
 use crate::epilogue::{Chain, Step};
+use crate::kernels::classifier;
 use crate::schedule::{self, Schedule, Schedules};
 use crate::target::Isa;
 
@@ -104,7 +105,7 @@ pub fn lower(
             l.copy_external(f, &inputs, "%in", true)
         }),
     }
-    for (id, chain, info) in kernel_groups(graph, plan) {
+    for (id, chain, info) in kernel_groups(graph, plan, true) {
         l.step(info, |l, f| l.kernel(f, id, &chain))?;
     }
     l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
@@ -125,8 +126,9 @@ pub(crate) fn shapes(graph: &Graph, values: &[Value]) -> Vec<Vec<usize>> {
 
 /// The network's kernels in schedule order: each node that computes something (not an input,
 /// a view, or an epilogue fused into an earlier node) with its fused epilogues and what the
-/// step computes.
-pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan) -> Vec<(NodeId, Chain, StepInfo)> {
+/// step computes. With `classifiers`, a 1x1 convolution takes the pool and linear layer it
+/// feeds into its step (see `kernels::classifier`).
+pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Vec<(NodeId, Chain, StepInfo)> {
     let position: BTreeMap<NodeId, usize> =
         plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let mut fused = std::collections::BTreeSet::new();
@@ -140,18 +142,30 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan) -> Vec<(NodeId, Chain, S
             Op::Conv(_) | Op::Linear { .. } => Chain::after(graph, id, &|n| position[&n]),
             _ => Chain::default(),
         };
-        fused.extend(chain.nodes.iter().copied());
-        let mut op = node.op.name().to_string();
-        for &e in &chain.nodes {
-            op.push('+');
-            op.push_str(graph.node(e).op.name());
+        let mut members = chain.nodes.clone();
+        if let Some((pool, linear)) = classifiers.then(|| classifier::tail(graph, id, &chain)).flatten() {
+            let linear_chain = Chain::after(graph, linear, &|n| position[&n]);
+            members.extend([pool, linear].into_iter().chain(linear_chain.nodes));
         }
-        let inputs: Vec<&ir::Shape> = graph.operands(id).iter().map(|&v| graph.shape(v)).collect();
-        let macs = ir::metrics::macs(&node.op, &inputs, &node.outputs);
+        fused.extend(members.iter().copied());
+        let mut op = node.op.name().to_string();
+        let mut macs = 0;
+        for &e in std::iter::once(&id).chain(&members) {
+            if e != id {
+                op.push('+');
+                op.push_str(graph.node(e).op.name());
+            }
+            let inputs: Vec<&ir::Shape> = graph.operands(e).iter().map(|&v| graph.shape(v)).collect();
+            macs += ir::metrics::macs(&graph.node(e).op, &inputs, &graph.node(e).outputs);
+        }
         groups.push((id, chain, StepInfo { name: node.name.clone(), op, macs }));
     }
     groups
 }
+
+/// What a GEMM micro-kernel is defined for: its epilogue sequence, tile shape (rows, vectors;
+/// 0 vectors for a column tile), panel stride, and whether it prefetches for a later kernel.
+pub(crate) type TileKey = (Vec<Step>, usize, usize, Option<usize>, bool);
 
 pub(crate) struct Lowering<'a> {
     pub graph: &'a Graph,
@@ -165,9 +179,8 @@ pub(crate) struct Lowering<'a> {
     tables: BTreeMap<Value, String>,
     blob: Vec<f32>,
     functions: String,
-    /// The GEMM micro-kernels, one per epilogue sequence, tile shape (rows, vectors) and panel
-    /// stride.
-    pub tiles: BTreeMap<(Vec<Step>, usize, usize, Option<usize>), String>,
+    /// The GEMM micro-kernels by what they are defined for.
+    pub tiles: BTreeMap<TileKey, String>,
     steps: Vec<StepInfo>,
     names: usize,
     /// Bytes after the memory plan's buffers that kernels use for scratch within one step.
@@ -435,7 +448,11 @@ impl<'a> Lowering<'a> {
             Op::Conv(conv) => {
                 let x = self.graph.operands(id)[0];
                 let cin = self.graph.shape(x).channels();
-                if crate::kernels::gemm::pointwise(conv) {
+                if let Some((_, linear)) = classifier::tail(self.graph, id, chain) {
+                    let position = |n: NodeId| self.plan.schedule.iter().position(|&s| s == n).unwrap_or(0);
+                    let linear_chain = Chain::after(self.graph, linear, &position);
+                    self.classifier(f, id, chain, linear, &linear_chain);
+                } else if crate::kernels::gemm::pointwise(conv) {
                     self.pointwise_conv(f, id, chain);
                 } else if crate::kernels::window::depthwise(conv, cin) {
                     self.window(f, id, chain);

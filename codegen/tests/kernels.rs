@@ -76,6 +76,18 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ),
     ("linear", [7, 3, 2], "Linear(out: 33), Relu, Linear(out: 5, bias: false), Softmax"),
     ("global_avg_pool", [11, 7, 7], "Conv(out: 13, kernel: 1), GlobalAvgPool, Linear(out: 4)"),
+    // A 1x1 convolution feeding only a pool feeding only a linear layer: one kernel, its tasks
+    // whole output-channel tiles summing partial products of the linear layer.
+    (
+        "classifier_tail",
+        [37, 5, 9],
+        "Conv(out: 203, kernel: 1, bn: true, act: Relu6), GlobalAvgPool, Linear(out: 19), Relu",
+    ),
+    (
+        "classifier_tail_tasks",
+        [64, 14, 13],
+        "Conv(out: 500, kernel: 1, act: Relu), GlobalAvgPool, Linear(out: 77, bias: false)",
+    ),
     ("global_avg_pool_narrow", [5, 3, 1], "GlobalAvgPool"),
     ("global_avg_pool_whole_vectors", [3, 4, 4], "Relu, GlobalAvgPool"),
     // Planes of 1 KiB and more are padded to an odd number of cache lines: 17x19 floats.

@@ -107,7 +107,7 @@ impl<'a> Kernels<'a> {
     fn network(&mut self) -> Result<(), Error> {
         let graph = self.l.graph;
         self.external(&input_values(graph), "%in", true);
-        for (id, chain, info) in crate::lower::kernel_groups(graph, self.l.plan) {
+        for (id, chain, info) in crate::lower::kernel_groups(graph, self.l.plan, false) {
             self.writes = Some(chain.output(id));
             self.node(info, id, &chain)?;
         }

@@ -155,26 +155,31 @@ impl Lowering<'_> {
     fn global_avg_pool(&mut self, f: &mut Function, x: Value, out: Value) {
         let shape = self.graph.shape(x).clone();
         let (c, inner) = planes(&shape);
-        let lanes = self.isa.lanes;
-        let ty = Ty::Vector(lanes);
-        let tail = crate::emit::tail_mask(inner, lanes);
         self.parallel_planes(f, shape.batch(), c, TASK_FLOATS / inner, |l, f, n, ch, _| {
-            let src = l.plane(f, x, ch, n);
-            let acc = f.slot(ty, "zeroinitializer");
-            f.count(inner / lanes, |f, v| {
-                let at = f.int("mul", v, lanes);
-                let x = f.load_ty(ty, &src, &at, None);
-                f.add_vector(ty, &acc, &x);
-            });
-            if let Some(mask) = &tail {
-                let x = f.load_ty(ty, &src, &(inner / lanes * lanes).to_string(), Some(mask));
-                f.add_vector(ty, &acc, &x);
-            }
-            let total = f.vector_sum(ty, &acc);
+            let total = l.plane_sum(f, x, ch, n);
             let mean = f.let_("a", format!("fdiv float {total}, {}", float(inner as f32)));
             let dst = l.plane(f, out, ch, n);
             f.store(&mean, &dst, "0");
         });
+    }
+
+    /// The sum of plane `ch` of batch item `n` of `x`, in vectors (the tail masked).
+    pub(crate) fn plane_sum(&mut self, f: &mut Function, x: Value, ch: &str, n: &str) -> String {
+        let (_, inner) = planes(self.graph.shape(x));
+        let lanes = self.isa.lanes;
+        let ty = Ty::Vector(lanes);
+        let src = self.plane(f, x, ch, n);
+        let acc = f.slot(ty, "zeroinitializer");
+        f.count(inner / lanes, |f, v| {
+            let at = f.int("mul", v, lanes);
+            let x = f.load_ty(ty, &src, &at, None);
+            f.add_vector(ty, &acc, &x);
+        });
+        if let Some(mask) = crate::emit::tail_mask(inner, lanes) {
+            let x = f.load_ty(ty, &src, &(inner / lanes * lanes).to_string(), Some(&mask));
+            f.add_vector(ty, &acc, &x);
+        }
+        f.vector_sum(ty, &acc)
     }
 
     /// Channel `ch` of batch item `n` of `out` is the mean of that plane of `x`.

@@ -125,33 +125,33 @@ pub(crate) enum Operand {
 pub(crate) struct Product {
     groups: usize,
     /// Output channels per group.
-    m: usize,
+    pub m: usize,
     /// Reduction length per group.
-    k: usize,
+    pub k: usize,
     /// Output pixels.
-    p: usize,
-    batch: usize,
+    pub p: usize,
+    pub batch: usize,
     /// Offsets of the packed weights and the bias in the blob.
     a: usize,
     bias: usize,
     /// The micro-tile: output channels by vectors of pixels.
-    rows: usize,
-    vectors: usize,
-    lanes: usize,
+    pub rows: usize,
+    pub vectors: usize,
+    pub lanes: usize,
     /// The order of the tiles.
     sweep: Sweep,
 }
 
 impl Product {
     /// Pixels per micro-tile.
-    fn cols(&self) -> usize {
+    pub fn cols(&self) -> usize {
         self.vectors * self.lanes
     }
 }
 
 impl Lowering<'_> {
     /// Packs the weights and bias of conv `id` into the blob and returns its product's shapes.
-    fn product(&mut self, id: NodeId, chain: &Chain) -> Product {
+    pub(crate) fn product(&mut self, id: NodeId, chain: &Chain) -> Product {
         let graph = self.graph;
         let node = graph.node(id);
         let Op::Conv(conv) = &node.op else { unreachable!("a convolution") };
@@ -391,7 +391,7 @@ impl Lowering<'_> {
                     (None, None) => (inputs.clone(), in_off),
                 };
                 tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
-                    outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off)
+                    outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off, None)
                 });
             });
         });
@@ -399,7 +399,13 @@ impl Lowering<'_> {
 
     /// Copies every pixel tile of the input planes `x` of product `pr` into its panel in arena
     /// scratch (see [`packed_panel`]), in parallel; returns the panels' byte offset.
-    fn pack_panels(&mut self, f: &mut Function, pr: &Product, x: ir::Value, p_tiles: usize) -> usize {
+    pub(crate) fn pack_panels(
+        &mut self,
+        f: &mut Function,
+        pr: &Product,
+        x: ir::Value,
+        p_tiles: usize,
+    ) -> usize {
         let (cols, panel_floats) = (pr.cols(), pr.k * pr.cols());
         let base = self.scratch_arena(pr.batch * pr.groups * p_tiles * panel_floats * 4);
         let chunks = task_count(p_tiles, TASK_WORK / panel_floats);
@@ -488,7 +494,7 @@ impl Lowering<'_> {
                 f.count(&m_count, |f, i| {
                     let mt = f.int("add", &first_m, i);
                     tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
-                        outputs.call(f, tile, &pr, &mt, &inputs, &offset, &p_valid, &p0)
+                        outputs.call(f, tile, &pr, &mt, &inputs, &offset, &p_valid, &p0, None)
                     });
                 });
             });
@@ -497,7 +503,12 @@ impl Lowering<'_> {
 
     /// For tiles several vectors wide, the micro-kernel one vector wide: a pixel tail that
     /// fits one vector (a 7x7 plane's 49th pixel) then costs half the multiply-adds.
-    fn narrow_tile(&mut self, steps: &[Step], pr: &Product, panel: Option<usize>) -> Option<String> {
+    pub(crate) fn narrow_tile(
+        &mut self,
+        steps: &[Step],
+        pr: &Product,
+        panel: Option<usize>,
+    ) -> Option<String> {
         (pr.vectors > 1).then(|| self.tile(steps, pr.rows, 1, panel))
     }
 
@@ -513,7 +524,21 @@ impl Lowering<'_> {
         vectors: usize,
         panel: Option<usize>,
     ) -> String {
-        let key = (steps.to_vec(), rows, vectors, panel);
+        self.tile_prefetching(steps, rows, vectors, panel, false)
+    }
+
+    /// [`Lowering::tile`], and with `far` a second prefetch stream into L2 for what runs after
+    /// the tile: two more arguments, `ptr %pf, i64 %pf_step`, and each step `k` of the
+    /// reduction asks for byte `k * pf_step` from `pf`.
+    pub(crate) fn tile_prefetching(
+        &mut self,
+        steps: &[Step],
+        rows: usize,
+        vectors: usize,
+        panel: Option<usize>,
+        far: bool,
+    ) -> String {
+        let key = (steps.to_vec(), rows, vectors, panel, far);
         if let Some(name) = self.tiles.get(&key) {
             return name.clone();
         }
@@ -566,6 +591,10 @@ impl Lowering<'_> {
                 .collect();
             let a = f.int("mul", k, rows);
             prefetch_weights(f, &a);
+            if far {
+                let at = f.int("mul", k, "%pf_step");
+                f.prefetch_l2("%pf", &at);
+            }
             for (r, acc_r) in acc.iter().enumerate() {
                 let at = f.int("add", &a, r);
                 let w = f.load("%a", &at);
@@ -610,9 +639,10 @@ impl Lowering<'_> {
                 }
             });
         }
+        let far_params = if far { ", ptr %pf, i64 %pf_step" } else { "" };
         self.define(&f.finish(&format!(
             "define internal void {name}(ptr noalias %rows, i64 %k, i64 %in_off, i64 %p_valid, ptr noalias %a, \
-             ptr noalias %bias, ptr noalias %outs, ptr %residuals, i64 %out_off, i64 %m_valid)"
+             ptr noalias %bias, ptr noalias %outs, ptr %residuals, i64 %out_off, i64 %m_valid{far_params})"
         )));
         self.tiles.insert(key, name.clone());
         name
@@ -628,7 +658,7 @@ impl Lowering<'_> {
     /// From a panel, it reads the pixels packed row after row, `p_valid` floats per row.
     pub(crate) fn column_tile(&mut self, steps: &[Step], rows: usize, panel: Option<usize>) -> String {
         // Zero vectors: no tile of `tile`'s is zero vectors wide.
-        let key = (steps.to_vec(), rows, 0, panel);
+        let key = (steps.to_vec(), rows, 0, panel, false);
         if let Some(name) = self.tiles.get(&key) {
             return name.clone();
         }
@@ -706,7 +736,7 @@ impl Lowering<'_> {
 }
 
 /// Where the tiles of one group of a product read their weights and write their results.
-struct Outputs {
+pub(crate) struct Outputs {
     outs: String,
     residuals: Option<String>,
     /// Blob offsets of the group's packed weights and bias.
@@ -716,7 +746,7 @@ struct Outputs {
 }
 
 impl Outputs {
-    fn new(
+    pub(crate) fn new(
         l: &mut Lowering<'_>,
         f: &mut Function,
         out: &Operand,
@@ -738,9 +768,10 @@ impl Outputs {
         Outputs { outs, residuals, a, bias, rows }
     }
 
-    /// Calls `tile` for output-channel tile `mt`.
+    /// Calls `tile` for output-channel tile `mt`; a tile defined to prefetch (see
+    /// [`Lowering::tile_prefetching`]) takes `prefetch`, its first address and step per k.
     #[allow(clippy::too_many_arguments)]
-    fn call(
+    pub(crate) fn call(
         &self,
         f: &mut Function,
         tile: &str,
@@ -750,6 +781,7 @@ impl Outputs {
         in_off: &str,
         p_valid: &str,
         out_off: &str,
+        prefetch: Option<(&str, usize)>,
     ) {
         let m0 = f.int("mul", mt, self.rows);
         let left = f.int("sub", pr.m, &m0);
@@ -766,8 +798,9 @@ impl Outputs {
         };
         f.line(format!(
             "call void {tile}(ptr {inputs}, i64 {}, i64 {in_off}, i64 {p_valid}, ptr {a}, ptr {bias}, ptr {outs}, \
-             ptr {residuals}, i64 {out_off}, i64 {m_valid})",
-            pr.k
+             ptr {residuals}, i64 {out_off}, i64 {m_valid}{})",
+            pr.k,
+            prefetch.map_or(String::new(), |(at, step)| format!(", ptr {at}, i64 {step}"))
         ));
     }
 }
@@ -828,7 +861,14 @@ fn lane_masks(f: &mut Function, p_valid: &str, lanes: usize, vectors: usize) -> 
 
 /// The address of the packed panel of pixel tile `pt` of item `item` (`n * groups + group`):
 /// `k` rows of `cols` floats from arena byte `base`, the panels of one item's group in order.
-fn packed_panel(f: &mut Function, pr: &Product, base: usize, p_tiles: usize, item: &str, pt: &str) -> String {
+pub(crate) fn packed_panel(
+    f: &mut Function,
+    pr: &Product,
+    base: usize,
+    p_tiles: usize,
+    item: &str,
+    pt: &str,
+) -> String {
     let panel = f.int("mul", item, p_tiles);
     let panel = f.int("add", &panel, pt);
     let at = f.int("mul", &panel, pr.k * pr.cols() * 4);
@@ -882,7 +922,7 @@ fn pack_panel(f: &mut Function, rows: &str, panel: &str, in_off: &str, p_valid: 
 /// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `column` for up to
 /// `COLUMN_PIXELS`, `narrow` (one vector wide) when there is one and they fit one vector of
 /// `lanes`, else `wide`.
-fn tiles_fitting(
+pub(crate) fn tiles_fitting(
     f: &mut Function,
     wide: &str,
     narrow: Option<&str>,

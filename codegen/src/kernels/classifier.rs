@@ -1,0 +1,174 @@
+//! A network's classifier tail as one kernel: a 1x1 convolution whose output only a global
+//! average pool reads, and whose pooled features only a linear layer reads (ShuffleNet's
+//! conv5, MobileNet V2's last conv). The linear layer's weights (4-8 MB) come from memory on
+//! every run, and alone it would wait on them; here each task computes whole output-channel
+//! tiles of the convolution, pools them, and multiplies them into its partial sums of the
+//! linear layer, while its micro-kernel prefetches the linear weights of its next tile into
+//! L2. The weights stream under the convolution's arithmetic instead of after it.
+
+use ir::{Graph, NodeId, Op, Value};
+
+use crate::emit::{Function, Ty};
+use crate::epilogue::{self, Chain};
+use crate::kernels::gemm::{self, Outputs};
+use crate::lower::{Lowering, task_count, task_items};
+
+/// Multiply-adds of the smallest task (see [`task_count`]).
+const TASK_MACS: usize = 1 << 20;
+
+/// The global average pool and linear layer that convolution `id`, with its epilogues
+/// `chain`, feeds alone, when the three run as one kernel.
+pub(crate) fn tail(graph: &Graph, id: NodeId, chain: &Chain) -> Option<(NodeId, NodeId)> {
+    let Op::Conv(conv) = &graph.node(id).op else { return None };
+    if !gemm::pointwise(conv) || conv.groups != 1 || chain.residual.is_some() {
+        return None;
+    }
+    let only_user = |v: Value| match graph.users(v.node)[..] {
+        [(user, 0, 0)] if !graph.outputs().contains(&v) => Some(user),
+        _ => None,
+    };
+    let pool = only_user(chain.output(id))?;
+    let linear = only_user(Value { node: pool, port: 0 })?;
+    let is_pool = graph.node(pool).op == Op::GlobalAvgPool;
+    (is_pool && matches!(graph.node(linear).op, Op::Linear { .. })).then_some((pool, linear))
+}
+
+impl Lowering<'_> {
+    /// Convolution `id` (epilogues `chain`), the global average pool of its output and linear
+    /// layer `linear` (epilogues `linear_chain`) on it.
+    pub(crate) fn classifier(
+        &mut self,
+        f: &mut Function,
+        id: NodeId,
+        chain: &Chain,
+        linear: NodeId,
+        linear_chain: &Chain,
+    ) {
+        let graph = self.graph;
+        let pr = self.product(id, chain);
+        let (rows, lanes) = (pr.rows, pr.lanes);
+        let Op::Linear { out_features, bias } = graph.node(linear).op else { unreachable!("a linear layer") };
+        // The linear weights transposed, one row of `width` floats per feature, each scaled by
+        // the pool's 1 / pixels; zero rows past the last feature for a tile's spare rows.
+        let width = out_features.next_multiple_of(lanes);
+        let w = self.param(graph.node(linear), "weight");
+        let scale = 1.0 / pr.p as f32;
+        let mut transposed = vec![0.0; (pr.m.next_multiple_of(rows) + rows) * width];
+        for (j, row) in w.chunks(pr.m).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                transposed[c * width + j] = x * scale;
+            }
+        }
+        let wt = self.push(&transposed);
+        let linear_bias = if bias { self.param(graph.node(linear), "bias") } else { vec![0.0; out_features] };
+        let linear_bias = self.push(&linear_bias);
+        let x = graph.operands(id)[0];
+        let out = chain.output(id);
+        let cols = pr.cols();
+        let p_tiles = pr.p.div_ceil(cols);
+        let panels = self.pack_panels(f, &pr, x, p_tiles);
+        let m_tiles = pr.m.div_ceil(rows);
+        let chunks = task_count(m_tiles, TASK_MACS / (rows * pr.p * pr.k));
+        // Each task's partial sums of the linear layer, after the packed panels.
+        let panel_bytes = (pr.batch * p_tiles * pr.k * cols * 4).next_multiple_of(64);
+        self.scratch_arena(panel_bytes + pr.batch * chunks * width * 4);
+        let partials = panels + panel_bytes;
+        // A tile's slice of the transposed weights, prefetched over the full-width pixel tiles
+        // of the tile before it: each call a share, a little further at each step of k.
+        let slice_bytes = rows * width * 4;
+        let full_tiles = (pr.p / cols).max(1);
+        let share = slice_bytes.div_ceil(full_tiles);
+        let step = share.div_ceil(pr.k);
+        let tile = self.tile_prefetching(&chain.steps, rows, pr.vectors, Some(cols), true);
+        let narrow = self.narrow_tile(&chain.steps, &pr, Some(cols));
+        let column = self.column_tile(&chain.steps, rows, Some(cols));
+        let ty = Ty::Vector(lanes);
+        self.parallel(f, pr.batch * chunks, |l, f| {
+            let chunk = f.int("urem", "%t", chunks);
+            let n = f.int("udiv", "%t", chunks);
+            let outputs = Outputs::new(l, f, &gemm::Operand::Planes(out), chain, "0", &pr, &n);
+            let part = f.int("mul", "%t", width * 4);
+            let part = f.int("add", &part, partials);
+            let part = f.let_("part", format!("getelementptr inbounds i8, ptr %arena, i64 {part}"));
+            f.fill(&part, 0, width, "0.0");
+            let (first, count) = task_items(f, &chunk, chunks, m_tiles);
+            f.count(&count, |f, i| {
+                let mt = f.int("add", &first, i);
+                let next = f.int("add", &mt, 1);
+                let next = f.int("mul", &next, rows * width);
+                let next = f.int("add", &next, wt);
+                let next = f.float_at("%w", &next);
+                f.count(p_tiles, |f, pt| {
+                    let p0 = f.int("mul", pt, cols);
+                    let left = f.int("sub", pr.p, &p0);
+                    let p_valid = f.umin(&left, cols);
+                    let panel = gemm::packed_panel(f, &pr, panels, p_tiles, &n, pt);
+                    let ahead = f.int("mul", pt, share);
+                    let ahead = f.let_("pf", format!("getelementptr i8, ptr {next}, i64 {ahead}"));
+                    gemm::tiles_fitting(f, &tile, narrow.as_deref(), &column, lanes, &p_valid, |f, t| {
+                        let prefetch = (t == tile).then_some((ahead.as_str(), step));
+                        outputs.call(f, t, &pr, &mt, &panel, "0", &p_valid, &p0, prefetch);
+                    });
+                });
+                // Pool the tile's channels (their planes are still in L1) and multiply them
+                // into the partial sums; a spare row pools zeros against zero weights.
+                let m0 = f.int("mul", &mt, rows);
+                let pooled: Vec<String> = (0..rows)
+                    .map(|r| {
+                        let c = f.int("add", &m0, r);
+                        let live = f.let_("live", format!("icmp ult i64 {c}, {}", pr.m));
+                        let c = f.umin(&c, pr.m - 1);
+                        let sum = l.plane_sum(f, out, &c, &n);
+                        let sum = f.let_("g", format!("select i1 {live}, float {sum}, float 0.0"));
+                        f.splat(&sum, lanes)
+                    })
+                    .collect();
+                let first_row = f.int("mul", &m0, width);
+                let first_row = f.int("add", &first_row, wt);
+                f.count(width / lanes, |f, v| {
+                    let at = f.int("mul", v, lanes);
+                    let mut acc = f.load_ty(ty, &part, &at, None);
+                    for (r, g) in pooled.iter().enumerate() {
+                        let w_at = f.int("add", &first_row, r * width);
+                        let w_at = f.int("add", &w_at, &at);
+                        let wv = f.load_ty(ty, "%w", &w_at, None);
+                        let (t, s) = (ty.name(), ty.suffix());
+                        acc =
+                            f.let_("a", format!("call {t} @llvm.fmuladd.{s}({t} {wv}, {t} {g}, {t} {acc})"));
+                    }
+                    f.store_ty(ty, &acc, &part, &at, None);
+                });
+            });
+        });
+        // The tasks' partial sums, added in vectors into each item's first, then with the
+        // bias and the linear layer's epilogues into the outputs.
+        let y = linear_chain.output(linear);
+        f.count(pr.batch, |f, n| {
+            let first = f.int("mul", n, chunks * width * 4);
+            let first = f.int("add", &first, partials);
+            let sums = f.let_("sums", format!("getelementptr inbounds i8, ptr %arena, i64 {first}"));
+            f.count(width / lanes, |f, v| {
+                let at = f.int("mul", v, lanes);
+                let mut acc = f.load_ty(ty, &sums, &at, None);
+                for chunk in 1..chunks {
+                    let at = f.int("add", &at, chunk * width);
+                    let part = f.load_ty(ty, &sums, &at, None);
+                    acc = f.let_("y", format!("fadd {} {acc}, {part}", ty.name()));
+                }
+                f.store_ty(ty, &acc, &sums, &at, None);
+            });
+            f.count(out_features, |f, j| {
+                let at = f.int("add", j, linear_bias);
+                let b = f.load("%w", &at);
+                let part = f.load(&sums, j);
+                let sum = f.let_("y", format!("fadd float {b}, {part}"));
+                let residual = linear_chain.residual.map(|r| self.plane(f, r, j, n));
+                let value = epilogue::emit(&linear_chain.steps, f, Ty::Scalar, &sum, &mut |f| {
+                    f.load(residual.as_deref().expect("a residual plane"), "0")
+                });
+                let dst = self.plane(f, y, j, n);
+                f.store(&value, &dst, "0");
+            });
+        });
+    }
+}
