@@ -105,8 +105,8 @@ pub fn lower(
             l.copy_external(f, &inputs, "%in", true)
         }),
     }
-    for (id, chain, info) in kernel_groups(graph, plan, true) {
-        l.step(info, |l, f| l.kernel(f, id, &chain))?;
+    for group in kernel_groups(graph, plan, true) {
+        l.step(group.info, |l, f| l.kernel(f, group.id, &group.chain, group.classifier.as_ref()))?;
     }
     l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
         l.copy_external(f, graph.outputs(), "%out", false)
@@ -124,11 +124,20 @@ pub(crate) fn shapes(graph: &Graph, values: &[Value]) -> Vec<Vec<usize>> {
     values.iter().map(|&v| graph.shape(v).dims().to_vec()).collect()
 }
 
+/// One step's kernel: node `id` with its fused epilogues `chain`, and what the step computes.
+pub(crate) struct Group {
+    pub id: NodeId,
+    pub chain: Chain,
+    /// The linear layer (and its epilogues) of a classifier tail run in the same kernel: `id`
+    /// is then the 1x1 convolution whose pooled output it reads (see `kernels::classifier`).
+    pub classifier: Option<(NodeId, Chain)>,
+    pub info: StepInfo,
+}
+
 /// The network's kernels in schedule order: each node that computes something (not an input,
-/// a view, or an epilogue fused into an earlier node) with its fused epilogues and what the
-/// step computes. With `classifiers`, a 1x1 convolution takes the pool and linear layer it
-/// feeds into its step (see `kernels::classifier`).
-pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Vec<(NodeId, Chain, StepInfo)> {
+/// a view, or an epilogue fused into an earlier node). With `classifiers`, a 1x1 convolution
+/// takes the pool and linear layer it feeds into its step.
+pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Vec<Group> {
     let position: BTreeMap<NodeId, usize> =
         plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let mut fused = std::collections::BTreeSet::new();
@@ -143,10 +152,12 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Ve
             _ => Chain::default(),
         };
         let mut members = chain.nodes.clone();
-        if let Some((pool, linear)) = classifiers.then(|| classifier::tail(graph, id, &chain)).flatten() {
-            let linear_chain = Chain::after(graph, linear, &|n| position[&n]);
-            members.extend([pool, linear].into_iter().chain(linear_chain.nodes));
-        }
+        let classifier =
+            classifiers.then(|| classifier::tail(graph, id, &chain)).flatten().map(|(pool, linear)| {
+                let linear_chain = Chain::after(graph, linear, &|n| position[&n]);
+                members.extend([pool, linear].iter().chain(&linear_chain.nodes));
+                (linear, linear_chain)
+            });
         fused.extend(members.iter().copied());
         let mut op = node.op.name().to_string();
         let mut macs = 0;
@@ -158,7 +169,7 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Ve
             let inputs: Vec<&ir::Shape> = graph.operands(e).iter().map(|&v| graph.shape(v)).collect();
             macs += ir::metrics::macs(&graph.node(e).op, &inputs, &graph.node(e).outputs);
         }
-        groups.push((id, chain, StepInfo { name: node.name.clone(), op, macs }));
+        groups.push(Group { id, chain, classifier, info: StepInfo { name: node.name.clone(), op, macs } });
     }
     groups
 }
@@ -442,17 +453,23 @@ impl<'a> Lowering<'a> {
     }
 
     /// Emits the kernel of node `id` and its fused epilogues `chain` into step body `f`.
-    fn kernel(&mut self, f: &mut Function, id: NodeId, chain: &Chain) -> Result<(), Error> {
+    fn kernel(
+        &mut self,
+        f: &mut Function,
+        id: NodeId,
+        chain: &Chain,
+        classifier: Option<&(NodeId, Chain)>,
+    ) -> Result<(), Error> {
+        if let Some((linear, linear_chain)) = classifier {
+            self.classifier(f, id, chain, *linear, linear_chain);
+            return Ok(());
+        }
         let node = self.graph.node(id);
         match &node.op {
             Op::Conv(conv) => {
                 let x = self.graph.operands(id)[0];
                 let cin = self.graph.shape(x).channels();
-                if let Some((_, linear)) = classifier::tail(self.graph, id, chain) {
-                    let position = |n: NodeId| self.plan.schedule.iter().position(|&s| s == n).unwrap_or(0);
-                    let linear_chain = Chain::after(self.graph, linear, &position);
-                    self.classifier(f, id, chain, linear, &linear_chain);
-                } else if crate::kernels::gemm::pointwise(conv) {
+                if crate::kernels::gemm::pointwise(conv) {
                     self.pointwise_conv(f, id, chain);
                 } else if crate::kernels::window::depthwise(conv, cin) {
                     self.window(f, id, chain);

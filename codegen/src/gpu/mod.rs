@@ -107,9 +107,9 @@ impl<'a> Kernels<'a> {
     fn network(&mut self) -> Result<(), Error> {
         let graph = self.l.graph;
         self.external(&input_values(graph), "%in", true);
-        for (id, chain, info) in crate::lower::kernel_groups(graph, self.l.plan, false) {
-            self.writes = Some(chain.output(id));
-            self.node(info, id, &chain)?;
+        for group in crate::lower::kernel_groups(graph, self.l.plan, false) {
+            self.writes = Some(group.chain.output(group.id));
+            self.node(group.info, group.id, &group.chain)?;
         }
         self.external(graph.outputs(), "%out", false);
         Ok(())
