@@ -167,4 +167,23 @@ mod tests {
         let err = out.relative_error(&expected[0]);
         assert!(err < 1e-5, "{err}");
     }
+
+    /// A classifier tail (1x1 conv, pool, linear layer) runs as one kernel that stores the
+    /// linear weights transposed: still copies, refreshed with the rest.
+    #[test]
+    fn reloaded_weights_reach_a_classifier_tail() {
+        let text = r#"Network(name: "c", input: Image(channels: 6, height: 5, width: 5), body: [
+            Conv(out: 20, kernel: 1, bias: true), GlobalAvgPool, Linear(out: 7)])"#;
+        let graph =
+            ir::from_ron_str(text, "c.ron", &ir::BuildOptions { batch: 2, overrides: vec![] }).unwrap();
+        let plan = passes::plan::plan(&graph, false);
+        let mut model = Reloadable::compile(&graph, &Weights::seeded(&graph, 1), &plan, 0).unwrap();
+        let other = Weights::seeded(&graph, 2);
+        model.set_weights(&other);
+        let input = Tensor::new(&[2, 6, 5, 5], (0..300).map(|i| (i % 13) as f32 / 6.0 - 1.0).collect());
+        let expected = ir::eval::eval(&graph, &other, std::slice::from_ref(&input)).unwrap();
+        let out = Tensor::new(&expected[0].shape, model.model().run(&input.data));
+        let err = out.relative_error(&expected[0]);
+        assert!(err < 1e-5, "{err}");
+    }
 }

@@ -4,11 +4,12 @@
 //! every run, and alone it would wait on them; here each task computes whole output-channel
 //! tiles of the convolution, pools them, and multiplies them into its partial sums of the
 //! linear layer, while its micro-kernel prefetches the linear weights of its next tile into
-//! L2. The weights stream under the convolution's arithmetic instead of after it.
+//! L2. The weights stream under the convolution's arithmetic instead of after it. The blob
+//! holds them transposed but unchanged, so reloadable models refresh them like any other.
 
 use ir::{Graph, NodeId, Op, Value};
 
-use crate::emit::{Function, Ty};
+use crate::emit::{Function, Ty, float};
 use crate::epilogue::{self, Chain};
 use crate::kernels::gemm::{self, Outputs};
 use crate::lower::{Lowering, task_count, task_items};
@@ -48,15 +49,15 @@ impl Lowering<'_> {
         let pr = self.product(id, chain);
         let (rows, lanes) = (pr.rows, pr.lanes);
         let Op::Linear { out_features, bias } = graph.node(linear).op else { unreachable!("a linear layer") };
-        // The linear weights transposed, one row of `width` floats per feature, each scaled by
-        // the pool's 1 / pixels; zero rows past the last feature for a tile's spare rows.
+        // The linear weights transposed, one row of `width` floats per feature, zero rows past
+        // the last feature for a tile's spare rows: copies of the parameters, which reloadable
+        // models refresh in place (the pool's 1 / pixels scales the pooled sums instead).
         let width = out_features.next_multiple_of(lanes);
         let w = self.param(graph.node(linear), "weight");
-        let scale = 1.0 / pr.p as f32;
         let mut transposed = vec![0.0; (pr.m.next_multiple_of(rows) + rows) * width];
         for (j, row) in w.chunks(pr.m).enumerate() {
             for (c, &x) in row.iter().enumerate() {
-                transposed[c * width + j] = x * scale;
+                transposed[c * width + j] = x;
             }
         }
         let wt = self.push(&transposed);
@@ -119,7 +120,8 @@ impl Lowering<'_> {
                         let live = f.let_("live", format!("icmp ult i64 {c}, {}", pr.m));
                         let c = f.umin(&c, pr.m - 1);
                         let sum = l.plane_sum(f, out, &c, &n);
-                        let sum = f.let_("g", format!("select i1 {live}, float {sum}, float 0.0"));
+                        let mean = f.let_("g", format!("fmul float {sum}, {}", float(1.0 / pr.p as f32)));
+                        let sum = f.let_("g", format!("select i1 {live}, float {mean}, float 0.0"));
                         f.splat(&sum, lanes)
                     })
                     .collect();
