@@ -79,14 +79,14 @@ pub fn fma_peak_gflops() -> Result<f64, Error> {
     let target = Target::host();
     let lanes = target.isa().lanes;
     let ty = Ty::Vector(lanes);
-    let (t, s) = (ty.name(), ty.suffix());
+    let t = ty.name();
     let mut f = Function::new();
     let slots: Vec<String> = (0..CHAINS).map(|_| f.slot(ty, "zeroinitializer")).collect();
     let (a, b) = (ty.constant(0.999), ty.constant(1e-3));
     f.count("%n", |f, _| {
         for slot in &slots {
             let x = f.let_("x", format!("load {t}, ptr {slot}"));
-            let y = f.let_("y", format!("call {t} @llvm.fmuladd.{s}({t} {x}, {t} {a}, {t} {b})"));
+            let y = f.fma(ty, &x, &a, &b);
             f.line(format!("store {t} {y}, ptr {slot}"));
         }
     });

@@ -125,8 +125,7 @@ impl Function {
     pub fn fma_into(&mut self, ty: Ty, slot: &str, a: &str, b: &str) {
         let t = ty.name();
         let old = self.let_("s", format!("load {t}, ptr {slot}"));
-        let sum =
-            self.let_("s", format!("call {t} @llvm.fmuladd.{}({t} {a}, {t} {b}, {t} {old})", ty.suffix()));
+        let sum = self.fma(ty, a, b, &old);
         self.line(format!("store {t} {sum}, ptr {slot}"));
     }
 
@@ -268,9 +267,10 @@ impl Function {
         self.line(format!("store float {value}, ptr {p}"));
     }
 
-    /// `a * b + c` as one fused multiply-add.
-    pub fn fma(&mut self, a: &str, b: &str, c: &str) -> String {
-        self.let_("f", format!("call float @llvm.fmuladd.f32(float {a}, float {b}, float {c})"))
+    /// `a * b + c` of type `ty` as one fused multiply-add.
+    pub fn fma(&mut self, ty: Ty, a: &str, b: &str, c: &str) -> String {
+        let t = ty.name();
+        self.let_("f", format!("call {t} @llvm.fmuladd.{}({t} {a}, {t} {b}, {t} {c})", ty.suffix()))
     }
 
     /// Integer arithmetic on i64: `op a, b`.

@@ -134,9 +134,7 @@ impl Lowering<'_> {
                         let w_at = f.int("add", &first_row, r * width);
                         let w_at = f.int("add", &w_at, &at);
                         let wv = f.load_ty(ty, "%w", &w_at, None);
-                        let (t, s) = (ty.name(), ty.suffix());
-                        acc =
-                            f.let_("a", format!("call {t} @llvm.fmuladd.{s}({t} {wv}, {t} {g}, {t} {acc})"));
+                        acc = f.fma(ty, &wv, g, &acc);
                     }
                     f.store_ty(ty, &acc, &part, &at, None);
                 });

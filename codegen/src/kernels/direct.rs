@@ -46,7 +46,6 @@ impl Lowering<'_> {
         let band_rows = (band - 1) * stride[0] + (kh - 1) * dilation[0] + 1;
         let layout = Padded::for_windows(band_rows, ow, kw, stride[1], dilation[1], lanes);
         let ty = Ty::Vector(lanes);
-        let (t, sfx) = (ty.name(), ty.suffix());
         self.parallel(f, ys[0] * bands, |l, f| {
             let b = f.int("urem", "%t", bands);
             let n = f.int("udiv", "%t", bands);
@@ -97,10 +96,7 @@ impl Lowering<'_> {
                                     let wi = f.int("add", &w0, j * taps + tap);
                                     let wv = f.load("%w", &wi);
                                     let wv = f.splat(&wv, lanes);
-                                    *a = f.let_(
-                                        "a",
-                                        format!("call {t} @llvm.fmuladd.{sfx}({t} {v}, {t} {wv}, {t} {a})"),
-                                    );
+                                    *a = f.fma(ty, &v, &wv, a);
                                 }
                             }
                         }

@@ -249,7 +249,7 @@ pub(crate) fn batch_norm(f: &mut Function, x: &str, ch: &str, params: [usize; 4]
     let std = f.let_("std", format!("call float @llvm.sqrt.f32(float {padded})"));
     let scale = f.let_("scale", format!("fdiv float {g}, {std}"));
     let centered = f.let_("c", format!("fsub float {x}, {m}"));
-    f.fma(&centered, &scale, &b)
+    f.fma(Ty::Scalar, &centered, &scale, &b)
 }
 
 /// Plane copies of a channel op: output channel `first + k` of `to` is channel `map[k]` of

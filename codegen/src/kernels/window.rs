@@ -131,7 +131,7 @@ impl Lowering<'_> {
                     Combine::Max => (Vec::new(), ty.constant(f32::NEG_INFINITY)),
                     Combine::Average => (Vec::new(), ty.constant(0.0)),
                 };
-                let (t, sfx) = (ty.name(), ty.suffix());
+                let t = ty.name();
                 // One vector of `lanes` outputs from column `first` on of each of the `rows`
                 // rows from `oy` on. The rows' windows overlap (by `kh - stride` input rows), and
                 // each input vector is loaded once for every output row it feeds.
@@ -158,13 +158,7 @@ impl Lowering<'_> {
                             for &(r, ky) in &readers {
                                 let acc = &accs[r];
                                 accs[r] = match combine {
-                                    Combine::Conv { .. } => f.let_(
-                                        "m",
-                                        format!(
-                                            "call {t} @llvm.fmuladd.{sfx}({t} {v}, {t} {}, {t} {acc})",
-                                            taps[ky * kw + kx]
-                                        ),
-                                    ),
+                                    Combine::Conv { .. } => f.fma(ty, &v, &taps[ky * kw + kx], acc),
                                     // `v > acc ? v : acc`: one max instruction where
                                     // maxnum takes three (x86's max returns its second
                                     // operand on NaN, maxnum the number). The accumulator

@@ -144,14 +144,7 @@ impl Lowering<'_> {
                             let yp = l.plane(f, dy, &co, n);
                             window.tap(f, ky, kx, lanes, &mut |f, xi, yi, mask| {
                                 let (old, g) = (f.load_ty(ty, &xp, xi, mask), f.load_ty(ty, &yp, yi, mask));
-                                let t = ty.name();
-                                let r = f.let_(
-                                    "r",
-                                    format!(
-                                        "call {t} @llvm.fmuladd.{}({t} {wv}, {t} {g}, {t} {old})",
-                                        ty.suffix()
-                                    ),
-                                );
+                                let r = f.fma(ty, &wv, &g, &old);
                                 f.store_ty(ty, &r, &xp, xi, mask);
                             });
                         });

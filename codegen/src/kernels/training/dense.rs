@@ -153,7 +153,7 @@ impl Lowering<'_> {
                     let wi = f.int("add", &w_row, i);
                     let xi = f.int("add", &x_row, i);
                     let (wv, old) = (f.load("%w", &wi), f.load(&dx, &xi));
-                    let r = f.fma(&gv, &wv, &old);
+                    let r = f.fma(Ty::Scalar, &gv, &wv, &old);
                     f.store(&r, &dx, &xi);
                 });
             });
@@ -182,7 +182,7 @@ impl Lowering<'_> {
                     f.count(inner, |f, i| {
                         let wi = f.int("add", &w_row, i);
                         let (xv, old) = (f.load(&xp, i), f.load(&dw, &wi));
-                        let r = f.fma(&gv, &xv, &old);
+                        let r = f.fma(Ty::Scalar, &gv, &xv, &old);
                         f.store(&r, &dw, &wi);
                     });
                 });
@@ -253,10 +253,10 @@ impl Lowering<'_> {
             let pi = f.int("add", i, param);
             let bi = f.int("add", i, buffer);
             let (p, b, g) = (f.load("%w", &pi), f.load("%w", &bi), f.load(&grad, i));
-            let g = f.fma(&wd, &p, &g);
-            let b = f.fma(&m, &b, &g);
-            let step = if sgd.nesterov { f.fma(&m, &b, &g) } else { b.clone() };
-            let p = f.fma(&neg_lr, &step, &p);
+            let g = f.fma(Ty::Scalar, &wd, &p, &g);
+            let b = f.fma(Ty::Scalar, &m, &b, &g);
+            let step = if sgd.nesterov { f.fma(Ty::Scalar, &m, &b, &g) } else { b.clone() };
+            let p = f.fma(Ty::Scalar, &neg_lr, &step, &p);
             f.store(&p, &new_param, i);
             f.store(&b, &new_buffer, i);
         });

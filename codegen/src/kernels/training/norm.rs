@@ -88,11 +88,7 @@ impl Lowering<'_> {
             let (scale_v, shift_v) = (f.splat(&scale, lanes), f.splat(&shift, lanes));
             l.channel_vectors(f, &[x, out(0)], &mut |f, ps, at, mask| {
                 let v = f.load_ty(ty, &ps[0], at, mask);
-                let t = ty.name();
-                let r = f.let_(
-                    "y",
-                    format!("call {t} @llvm.fmuladd.{}({t} {v}, {t} {scale_v}, {t} {shift_v})", ty.suffix()),
-                );
+                let r = f.fma(ty, &v, &scale_v, &shift_v);
                 f.store_ty(ty, &r, &ps[1], at, mask);
             });
             for (port, value) in [(1, &mean), (2, &inv)] {
@@ -107,7 +103,7 @@ impl Lowering<'_> {
                 };
                 let old = param(f, old_at);
                 let kept = f.let_("k", format!("fmul float {old}, {}", float(1.0 - momentum)));
-                let new = f.fma(&batch, &float(momentum), &kept);
+                let new = f.fma(Ty::Scalar, &batch, &float(momentum), &kept);
                 let dst = l.flat(f, out(port));
                 f.store(&new, &dst, "%t");
             }
@@ -156,10 +152,9 @@ impl Lowering<'_> {
             l.channel_vectors(f, &[x, dy, dx], &mut |f, ps, at, mask| {
                 let (v, g) = (f.load_ty(ty, &ps[0], at, mask), f.load_ty(ty, &ps[1], at, mask));
                 let t = ty.name();
-                let s = ty.suffix();
                 let d = f.let_("d", format!("fsub {t} {v}, {mean_s}"));
-                let u = f.let_("u", format!("call {t} @llvm.fmuladd.{s}({t} {d}, {t} {nb_v}, {t} {c_v})"));
-                let r = f.let_("r", format!("call {t} @llvm.fmuladd.{s}({t} {g}, {t} {a_v}, {t} {u})"));
+                let u = f.fma(ty, &d, &nb_v, &c_v);
+                let r = f.fma(ty, &g, &a_v, &u);
                 f.store_ty(ty, &r, &ps[2], at, mask);
             });
             for (port, value) in [(1, dg), (2, db)] {
