@@ -160,15 +160,17 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Ve
             });
         fused.extend(members.iter().copied());
         let mut op = node.op.name().to_string();
-        let mut macs = 0;
-        for &e in std::iter::once(&id).chain(&members) {
-            if e != id {
-                op.push('+');
-                op.push_str(graph.node(e).op.name());
-            }
-            let inputs: Vec<&ir::Shape> = graph.operands(e).iter().map(|&v| graph.shape(v)).collect();
-            macs += ir::metrics::macs(&graph.node(e).op, &inputs, &graph.node(e).outputs);
+        for &e in &members {
+            op.push('+');
+            op.push_str(graph.node(e).op.name());
         }
+        let macs = std::iter::once(&id)
+            .chain(&members)
+            .map(|&e| {
+                let inputs: Vec<&ir::Shape> = graph.operands(e).iter().map(|&v| graph.shape(v)).collect();
+                ir::metrics::macs(&graph.node(e).op, &inputs, &graph.node(e).outputs)
+            })
+            .sum();
         groups.push(Group { id, chain, classifier, info: StepInfo { name: node.name.clone(), op, macs } });
     }
     groups

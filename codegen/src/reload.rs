@@ -148,6 +148,23 @@ impl Reloadable {
 mod tests {
     use super::*;
 
+    /// Compiles network `text` reloadable with seeded weights, gives it other seeded weights,
+    /// and checks that it computes what `ir::eval` computes with those.
+    fn reloaded_weights_match_eval(text: &str, batch: usize) {
+        let graph = ir::from_ron_str(text, "r.ron", &ir::BuildOptions { batch, overrides: vec![] }).unwrap();
+        let plan = passes::plan::plan(&graph, false);
+        let mut model = Reloadable::compile(&graph, &Weights::seeded(&graph, 1), &plan, 0).unwrap();
+        let other = Weights::seeded(&graph, 2);
+        model.set_weights(&other);
+        let shape = model.inputs()[0].clone();
+        let numel = shape.iter().product::<usize>();
+        let input = Tensor::new(&shape, (0..numel).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect());
+        let expected = ir::eval::eval(&graph, &other, std::slice::from_ref(&input)).unwrap();
+        let out = Tensor::new(&expected[0].shape, model.model().run(&input.data));
+        let err = out.relative_error(&expected[0]);
+        assert!(err < 1e-5, "{err}");
+    }
+
     /// A 3x3 stride-1 convolution with 8 channels would take Winograd, whose weights are not
     /// the parameters as they are: a reloadable model computes it directly, and new weights
     /// give what `ir::eval` gives with them.
@@ -155,17 +172,7 @@ mod tests {
     fn reloaded_weights_reach_every_kernel() {
         let text = r#"Network(name: "r", input: Image(channels: 8, height: 6, width: 7), body: [
             Conv(out: 8, kernel: 3, bias: true, act: Relu), Conv(out: 5, kernel: 1)])"#;
-        let graph =
-            ir::from_ron_str(text, "r.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
-        let plan = passes::plan::plan(&graph, false);
-        let mut model = Reloadable::compile(&graph, &Weights::seeded(&graph, 1), &plan, 0).unwrap();
-        let other = Weights::seeded(&graph, 2);
-        model.set_weights(&other);
-        let input = Tensor::new(&[1, 8, 6, 7], (0..336).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect());
-        let expected = ir::eval::eval(&graph, &other, std::slice::from_ref(&input)).unwrap();
-        let out = Tensor::new(&expected[0].shape, model.model().run(&input.data));
-        let err = out.relative_error(&expected[0]);
-        assert!(err < 1e-5, "{err}");
+        reloaded_weights_match_eval(text, 1);
     }
 
     /// A classifier tail (1x1 conv, pool, linear layer) runs as one kernel that stores the
@@ -174,16 +181,6 @@ mod tests {
     fn reloaded_weights_reach_a_classifier_tail() {
         let text = r#"Network(name: "c", input: Image(channels: 6, height: 5, width: 5), body: [
             Conv(out: 20, kernel: 1, bias: true), GlobalAvgPool, Linear(out: 7)])"#;
-        let graph =
-            ir::from_ron_str(text, "c.ron", &ir::BuildOptions { batch: 2, overrides: vec![] }).unwrap();
-        let plan = passes::plan::plan(&graph, false);
-        let mut model = Reloadable::compile(&graph, &Weights::seeded(&graph, 1), &plan, 0).unwrap();
-        let other = Weights::seeded(&graph, 2);
-        model.set_weights(&other);
-        let input = Tensor::new(&[2, 6, 5, 5], (0..300).map(|i| (i % 13) as f32 / 6.0 - 1.0).collect());
-        let expected = ir::eval::eval(&graph, &other, std::slice::from_ref(&input)).unwrap();
-        let out = Tensor::new(&expected[0].shape, model.model().run(&input.data));
-        let err = out.relative_error(&expected[0]);
-        assert!(err < 1e-5, "{err}");
+        reloaded_weights_match_eval(text, 2);
     }
 }
