@@ -74,6 +74,19 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
         "Conv(out: 10, kernel: 3, groups: 10, act: Relu6), MaxPool(kernel: 3, stride: 3, padding: 1), \
          Conv(out: 10, kernel: 3, groups: 10, bias: true), Conv(out: 4, kernel: 3, act: Relu)",
     ),
+    // Stride 1 reads the input planes in place: padding rows left out, edge vectors masked.
+    (
+        "windows_stride_one",
+        [6, 9, 17],
+        "MaxPool(kernel: 3, stride: 1, padding: 1), AvgPool(kernel: 3, stride: 1, padding: 1), \
+         Conv(out: 6, kernel: 5, groups: 6, act: Relu), Conv(out: 6, kernel: 3, padding: 0, groups: 6, bias: true), \
+         Conv(out: 6, kernel: 7, padding: 3, groups: 6)",
+    ),
+    (
+        "windows_one_column",
+        [4, 5, 1],
+        "Conv(out: 4, kernel: 3, groups: 4, bias: true), MaxPool(kernel: 3, stride: 1, padding: 1)",
+    ),
     ("linear", [7, 3, 2], "Linear(out: 33), Relu, Linear(out: 5, bias: false), Softmax"),
     ("global_avg_pool", [11, 7, 7], "Conv(out: 13, kernel: 1), GlobalAvgPool, Linear(out: 4)"),
     // A 1x1 convolution feeding only a pool feeding only a linear layer: one kernel, its tasks

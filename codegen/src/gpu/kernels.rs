@@ -11,6 +11,7 @@ use crate::Error;
 use crate::emit::{Function, Ty, float};
 use crate::epilogue::{self, Chain, emit_activation};
 use crate::kernels::elementwise::{batch_norm, channel_copies, element_sources};
+use crate::kernels::geometry::Window;
 use crate::lower::{Lowering, StepInfo, planes};
 
 /// GEMM reduction step: floats of `k` per shared-memory tile.
@@ -166,16 +167,11 @@ impl Kernels<'_> {
         let bias = self.bias(node, conv.bias, conv.out_channels);
         let x = graph.operands(id)[0];
         let out = chain.output(id);
-        let [_, cin, h, w] = graph.shape(x).dims()[..] else { unreachable!("conv input is NCHW") };
+        let cin = graph.shape(x).channels();
         let [n, cout, oh, ow] = graph.shape(out).dims()[..] else { unreachable!("conv output is NCHW") };
         let (group_in, group_out) = (cin / conv.groups, cout / conv.groups);
         let [kh, kw] = conv.kernel;
-        let window = Window {
-            kernel: conv.kernel,
-            stride: conv.stride,
-            padding: conv.padding,
-            dilation: conv.dilation,
-        };
+        let window = Window::of(&node.op, graph.shape(x).dims(), graph.shape(out).dims());
         let chain = chain.clone();
         self.each(info, &[n, cout, oh, ow], |l, f, i| {
             let (item, co, oy, ox) = (&i[0], &i[1], &i[2], &i[3]);
@@ -189,7 +185,7 @@ impl Kernels<'_> {
                 let taps = f.int("add", &row, ci);
                 let taps = f.int("mul", &taps, kh * kw);
                 let taps = f.int("add", &taps, weights);
-                window_taps(f, [oy, ox], [h, w], window, |f, ky, kx, pixel| {
+                window_taps(f, [oy, ox], window, |f, ky, kx, pixel| {
                     let v = f.load(&src, pixel);
                     let tap = f.int("mul", ky, kw);
                     let tap = f.int("add", &tap, kx);
@@ -390,15 +386,13 @@ impl Kernels<'_> {
         };
         let x = graph.operands(id)[0];
         let out = Value { node: id, port: 0 };
-        let [_, _, h, w] = graph.shape(x).dims()[..] else { unreachable!("pool input is NCHW") };
         let [n, c, oh, ow] = graph.shape(out).dims()[..] else { unreachable!("pool output is NCHW") };
-        let window =
-            Window { kernel: pool.kernel, stride: pool.stride, padding: pool.padding, dilation: [1, 1] };
+        let window = Window::of(&graph.node(id).op, graph.shape(x).dims(), graph.shape(out).dims());
         self.each(info, &[n, c, oh, ow], |l, f, i| {
             let (item, ch, oy, ox) = (&i[0], &i[1], &i[2], &i[3]);
             let acc = f.accumulator(if max { "0xFFF0000000000000" } else { "0.0" });
             let src = l.plane(f, x, ch, item);
-            window_taps(f, [oy, ox], [h, w], window, |f, _, _, pixel| {
+            window_taps(f, [oy, ox], window, |f, _, _, pixel| {
                 let v = f.load(&src, pixel);
                 let a = f.read(&acc);
                 let r = if max {
@@ -427,25 +421,15 @@ impl Kernels<'_> {
     }
 }
 
-/// A sliding window's geometry along height and width.
-#[derive(Clone, Copy)]
-struct Window {
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
-}
-
 /// Emits `body(f, ky, kx, pixel)` for each tap `(ky, kx)` of output `(oy, ox)`'s window that
-/// lies inside the `h x w` input, `pixel` being the tap's flat index in the input plane.
+/// lies inside the input, `pixel` being the tap's flat index in the input plane.
 fn window_taps(
     f: &mut Function,
     [oy, ox]: [&str; 2],
-    [h, w]: [usize; 2],
     window: Window,
     body: impl Fn(&mut Function, &str, &str, &str),
 ) {
-    let Window { kernel, stride, padding, dilation } = window;
+    let Window { kernel, stride, padding, dilation, input: [h, w], .. } = window;
     let y0 = f.int("mul", oy, stride[0]);
     let y0 = f.int("sub", &y0, padding[0]);
     let x0 = f.int("mul", ox, stride[1]);

@@ -4,6 +4,7 @@ pub(crate) mod classifier;
 pub mod direct;
 pub mod elementwise;
 pub mod gemm;
+pub(crate) mod geometry;
 mod linear;
 mod training;
 pub mod window;

@@ -1,12 +1,16 @@
 //! Sliding windows over one channel plane at a time: depthwise convolutions (any kernel
-//! size, stride and dilation) and max / average pooling. Each channel's plane is first copied
-//! into a padded scratch plane, so the inner loop along an output row has no bounds checks and
-//! LLVM vectorizes it (strided loads for stride 2); kernel weights stay in registers.
+//! size, stride and dilation) and max / average pooling, computed a vector of output columns
+//! by a block of output rows at a time, the kernel's weights in registers. Stride 1 reads the
+//! input planes where they are: taps on padding rows are left out and the vectors that cross
+//! the plane's left or right edge are loaded masked, so that only the edge columns and rows
+//! pay for the padding. Other strides first copy each plane, padded and with its columns
+//! split into phases, so that every tap reads consecutive floats along an output row.
 
 use ir::{NodeId, Op};
 
-use crate::emit::{Function, Ty};
-use crate::epilogue::{self, Chain};
+use crate::emit::{Function, Ty, lane_mask, tail_mask};
+use crate::epilogue::{self, Chain, Step};
+use crate::kernels::geometry::Window;
 use crate::lower::{Lowering, task_count, task_items};
 
 /// Work (window taps plus padded copies) a task should hold.
@@ -35,59 +39,90 @@ pub fn depthwise(conv: &ir::Conv, channels: usize) -> bool {
     conv.groups == channels && conv.out_channels == channels
 }
 
+/// One channel's windows, ready to be computed block by block: how they combine, the
+/// kernel's taps (splat weights) and starting value, and where the results go.
+struct ChannelWindows<'a> {
+    combine: &'a Combine,
+    taps: Vec<String>,
+    init: String,
+    at: Window,
+    lanes: usize,
+    dst: String,
+    residual: Option<String>,
+    steps: &'a [Step],
+}
+
+/// The vector of tap `kx` (a column offset of `kx * dilation`) of input row `j` of a block
+/// (counted from the block's first output row times the stride), or none where the tap lies
+/// wholly on padding that leaves the result as it is.
+type Input<'i> = dyn FnMut(&mut Function, usize, usize) -> Option<String> + 'i;
+
 impl Lowering<'_> {
     /// A depthwise convolution or a pooling layer, with its fused epilogues `chain`.
     pub fn window(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
         let graph = self.graph;
         let node = graph.node(id);
-        let (kernel, stride, padding, dilation, combine) = match &node.op {
+        let combine = match &node.op {
             Op::Conv(c) => {
                 let weights = self.push(&self.param(node, "weight"));
                 let bias = if c.bias { self.param(node, "bias") } else { vec![0.0; c.out_channels] };
                 let bias = self.push(&bias);
-                (c.kernel, c.stride, c.padding, c.dilation, Combine::Conv { weights, bias })
+                Combine::Conv { weights, bias }
             }
-            Op::MaxPool(p) => (p.kernel, p.stride, p.padding, [1, 1], Combine::Max),
-            Op::AvgPool(p) => (p.kernel, p.stride, p.padding, [1, 1], Combine::Average),
+            Op::MaxPool(_) => Combine::Max,
+            Op::AvgPool(_) => Combine::Average,
             op => unreachable!("{} is no window", op.name()),
         };
         let x = graph.operands(id)[0];
         let out = chain.output(id);
         let xs = graph.shape(x).dims().to_vec();
         let ys = graph.shape(out).dims().to_vec();
-        let (oh, ow) = (ys[2], ys[3]);
+        let at = Window::of(&node.op, &xs, &ys);
+        let Window { kernel, stride, padding, dilation, .. } = at;
+        let [oh, ow] = at.output;
         let [kh, kw] = kernel;
-        // The padded plane holds exactly the rows and columns the windows touch; with a column
-        // stride s its columns are stored in s phases (column px at phase px % s, position
-        // px / s), so that every tap reads consecutive floats along an output row.
+        let direct = stride == [1, 1];
+        // Copied planes hold exactly the rows and columns the windows touch; with a column
+        // stride s their columns are stored in s phases (column px at phase px % s, position
+        // px / s).
         let ph = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1;
         let pw = (ow - 1) * stride[1] + (kw - 1) * dilation[1] + 1;
         let lanes = self.isa.lanes;
         let layout = Padded::for_windows(ph, ow, kw, stride[1], dilation[1], lanes);
+        let copied = if direct { 0 } else { ph * pw };
         let channels = ys[1];
-        let chunks = task_count(channels, TASK_WORK / (oh * ow * kh * kw + ph * pw));
+        let chunks = task_count(channels, TASK_WORK / (oh * ow * kh * kw + copied));
         // Output rows computed together: their accumulators and the kernel's taps stay in
         // registers, with a few to spare for the loaded inputs.
         let weights_held = if matches!(combine, Combine::Conv { .. }) { kh * kw } else { 0 };
         let rows_per_block = self.isa.registers.saturating_sub(weights_held + 3).clamp(1, MAX_BLOCK_ROWS);
-        let pad_value = if matches!(combine, Combine::Max) { "0xFFF0000000000000" } else { "0.0" };
+        let pad_value = if matches!(combine, Combine::Max) { f32::NEG_INFINITY } else { 0.0 };
+        // Whole-vector tails spill into the next row, unless that row is a residual the
+        // epilogue reads after the spill (an in-place add).
+        let spill = chain.residual.is_none();
         self.parallel(f, ys[0] * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
-            // Small planes take two padded planes in turn: the next channel's is filled before
-            // this one's windows are computed, so that the windows never load floats still in
-            // flight from the copy's stores (a load spanning two pending stores waits for both
-            // to reach the cache, and on a small plane the windows start right after the copy).
-            // Larger planes keep one, which stays in L1.
+            // Small copied planes take two padded planes in turn: the next channel's is filled
+            // before this one's windows are computed, so that the windows never load floats
+            // still in flight from the copy's stores (a load spanning two pending stores waits
+            // for both to reach the cache, and on a small plane the windows start right after
+            // the copy). Larger planes keep one, which stays in L1.
             let floats = layout.floats();
-            let ahead = floats * 4 <= DOUBLE_BUFFERED_BYTES;
-            let buffers = if ahead { 2 } else { 1 };
-            let planes = f.let_("pad", format!("call ptr @archc_scratch(i64 {})", buffers * floats * 4));
+            let ahead = !direct && floats * 4 <= DOUBLE_BUFFERED_BYTES;
+            let buffers = match (direct, ahead) {
+                (true, _) => 0,
+                (false, true) => 2,
+                (false, false) => 1,
+            };
+            let planes = (buffers > 0)
+                .then(|| f.let_("pad", format!("call ptr @archc_scratch(i64 {})", buffers * floats * 4)));
+            let pad = Ty::Scalar.constant(pad_value);
             let fill = |l: &mut Lowering, f: &mut Function, c: &str, slot: &str| {
                 let src = l.plane(f, x, c, &n);
                 let at = f.int("mul", slot, floats);
-                let padded = f.float_at(&planes, &at);
-                layout.fill(f, &padded, &src, [xs[2], xs[3]], padding, pad_value);
+                let padded = f.float_at(planes.as_deref().expect("copied planes"), &at);
+                layout.fill(f, &padded, &src, [xs[2], xs[3]], padding, &pad);
             };
             let (first, count) = task_items(f, &chunk, chunks, channels);
             if ahead {
@@ -105,13 +140,11 @@ impl Lowering<'_> {
                     });
                     f.int("and", i, 1)
                 } else {
-                    fill(l, f, &c, "0");
+                    if !direct {
+                        fill(l, f, &c, "0");
+                    }
                     "0".to_string()
                 };
-                let at = f.int("mul", &slot, floats);
-                let padded = f.float_at(&planes, &at);
-                let dst = l.plane(f, out, &c, &n);
-                let residual = chain.residual.map(|r| l.plane(f, r, &c, &n));
                 let ty = Ty::Vector(lanes);
                 let (taps, init) = match combine {
                     Combine::Conv { weights, bias } => {
@@ -131,72 +164,215 @@ impl Lowering<'_> {
                     Combine::Max => (Vec::new(), ty.constant(f32::NEG_INFINITY)),
                     Combine::Average => (Vec::new(), ty.constant(0.0)),
                 };
-                let t = ty.name();
-                // One vector of `lanes` outputs from column `first` on of each of the `rows`
-                // rows from `oy` on. The rows' windows overlap (by `kh - stride` input rows), and
-                // each input vector is loaded once for every output row it feeds.
-                let block = |f: &mut Function, oy: &str, rows: usize, first: &str, mask: Option<&str>| {
+                let windows = ChannelWindows {
+                    combine: &combine,
+                    taps,
+                    init,
+                    at,
+                    lanes,
+                    dst: l.plane(f, out, &c, &n),
+                    residual: chain.residual.map(|r| l.plane(f, r, &c, &n)),
+                    steps: &chain.steps,
+                };
+                if direct {
+                    let src = l.plane(f, x, &c, &n);
+                    windows.direct(f, &src, rows_per_block, spill, pad_value);
+                    return;
+                }
+                let at = f.int("mul", &slot, floats);
+                let padded = f.float_at(planes.as_deref().expect("copied planes"), &at);
+                f.vector_blocks(oh, ow, lanes, (rows_per_block, spill), |f, oy, rows, first, mask| {
                     let top = f.int("mul", oy, stride[0]);
-                    let mut accs = vec![init.clone(); rows];
-                    for j in 0..(rows - 1) * stride[0] + (kh - 1) * dilation[0] + 1 {
-                        // The (output row, kernel row) pairs that read input row `top + j`.
-                        let readers: Vec<(usize, usize)> = (0..rows)
-                            .filter_map(|r| {
-                                let d = j.checked_sub(r * stride[0])?;
-                                (d % dilation[0] == 0 && d / dilation[0] < kh).then_some((r, d / dilation[0]))
-                            })
-                            .collect();
-                        if readers.is_empty() {
-                            continue;
-                        }
+                    windows.block(f, oy, rows, first, mask, &mut |f, j, kx| {
                         let y = f.int("add", &top, j);
                         let row = f.int("mul", &y, layout.row_floats());
                         let row = f.int("add", &row, first);
-                        for kx in 0..kw {
-                            let at = f.int("add", &row, layout.tap(kx * dilation[1]));
-                            let v = f.load_ty(ty, &padded, &at, None);
-                            for &(r, ky) in &readers {
-                                let acc = &accs[r];
-                                accs[r] = match combine {
-                                    Combine::Conv { .. } => f.fma(ty, &v, &taps[ky * kw + kx], acc),
-                                    // `v > acc ? v : acc`: one max instruction where
-                                    // maxnum takes three (x86's max returns its second
-                                    // operand on NaN, maxnum the number). The accumulator
-                                    // starts at -inf and never takes a NaN, so NaN inputs are
-                                    // ignored all the same.
-                                    Combine::Max => {
-                                        let greater = f.let_("gt", format!("fcmp ogt {t} {v}, {acc}"));
-                                        f.let_(
-                                            "m",
-                                            format!("select <{lanes} x i1> {greater}, {t} {v}, {t} {acc}"),
-                                        )
-                                    }
-                                    Combine::Average => f.let_("m", format!("fadd {t} {acc}, {v}")),
-                                };
-                            }
-                        }
-                    }
-                    for (r, mut acc) in accs.into_iter().enumerate() {
-                        if matches!(combine, Combine::Average) {
-                            acc = f.let_("m", format!("fdiv {t} {acc}, {}", ty.constant((kh * kw) as f32)));
-                        }
-                        let y = f.int("add", oy, r);
-                        let row = f.int("mul", &y, ow);
-                        let at = f.int("add", &row, first);
-                        let y = epilogue::emit(&chain.steps, f, ty, &acc, &mut |f| {
-                            f.load_ty(ty, residual.as_deref().expect("a residual plane"), &at, mask)
-                        });
-                        f.store_ty(ty, &y, &dst, &at, mask);
-                    }
-                };
-                // Whole-vector tails spill into the next row, unless that row is a residual
-                // the epilogue reads after the spill (an in-place add).
-                f.vector_blocks(oh, ow, lanes, (rows_per_block, chain.residual.is_none()), block);
+                        let at = f.int("add", &row, layout.tap(kx * dilation[1]));
+                        Some(f.load_ty(ty, &padded, &at, None))
+                    });
+                });
             });
         });
     }
 }
 
+impl ChannelWindows<'_> {
+    /// One vector of outputs from column `first` on of each of the `rows` output rows from
+    /// `oy` on, stored masked by `mask`, its taps read by `input`. The rows' windows overlap
+    /// (by `kernel - stride` input rows), and each input vector is loaded once for every
+    /// output row it feeds.
+    fn block(
+        &self,
+        f: &mut Function,
+        oy: &str,
+        rows: usize,
+        first: &str,
+        mask: Option<&str>,
+        input: &mut Input,
+    ) {
+        let Window { kernel: [kh, kw], stride, dilation, output: [_, ow], .. } = self.at;
+        let ty = Ty::Vector(self.lanes);
+        let t = ty.name();
+        let lanes = self.lanes;
+        let mut accs = vec![self.init.clone(); rows];
+        for j in 0..(rows - 1) * stride[0] + (kh - 1) * dilation[0] + 1 {
+            // The (output row, kernel row) pairs that read input row `j` of the block.
+            let readers: Vec<(usize, usize)> = (0..rows)
+                .filter_map(|r| {
+                    let d = j.checked_sub(r * stride[0])?;
+                    (d % dilation[0] == 0 && d / dilation[0] < kh).then_some((r, d / dilation[0]))
+                })
+                .collect();
+            if readers.is_empty() {
+                continue;
+            }
+            for kx in 0..kw {
+                let Some(v) = input(f, j, kx) else { continue };
+                for &(r, ky) in &readers {
+                    let acc = &accs[r];
+                    accs[r] = match self.combine {
+                        Combine::Conv { .. } => f.fma(ty, &v, &self.taps[ky * kw + kx], acc),
+                        // `v > acc ? v : acc`: one max instruction where maxnum takes three
+                        // (x86's max returns its second operand on NaN, maxnum the number).
+                        // The accumulator starts at -inf and never takes a NaN, so NaN inputs
+                        // are ignored all the same.
+                        Combine::Max => {
+                            let greater = f.let_("gt", format!("fcmp ogt {t} {v}, {acc}"));
+                            f.let_("m", format!("select <{lanes} x i1> {greater}, {t} {v}, {t} {acc}"))
+                        }
+                        Combine::Average => f.let_("m", format!("fadd {t} {acc}, {v}")),
+                    };
+                }
+            }
+        }
+        for (r, mut acc) in accs.into_iter().enumerate() {
+            if matches!(self.combine, Combine::Average) {
+                acc = f.let_("m", format!("fdiv {t} {acc}, {}", ty.constant((kh * kw) as f32)));
+            }
+            let y = f.int("add", oy, r);
+            let row = f.int("mul", &y, ow);
+            let at = f.int("add", &row, first);
+            let y = epilogue::emit(self.steps, f, ty, &acc, &mut |f| {
+                f.load_ty(ty, self.residual.as_deref().expect("a residual plane"), &at, mask)
+            });
+            f.store_ty(ty, &y, &self.dst, &at, mask);
+        }
+    }
+
+    /// Stride 1 from the input plane `src` where it is. Output rows whose taps reach above or
+    /// below the input are blocks of one row with their padding taps left out; the rows
+    /// between run in blocks of `rows_per_block`. Along a row, the vectors whose taps all lie
+    /// inside the input run in a loop, and the others (at the edges) load each tap masked to
+    /// the input's columns, `pad` elsewhere. With `spill`, a row's last vector is stored
+    /// whole into the next row, which is computed after it (as in [`Function::vector_blocks`]).
+    fn direct(&self, f: &mut Function, src: &str, rows_per_block: usize, spill: bool, pad: f32) {
+        let Window {
+            kernel: [kh, kw], padding: [top, left], dilation, input: [h, w], output: [oh, ow], ..
+        } = self.at;
+        let lanes = self.lanes;
+        let pad = Ty::Vector(lanes).constant(pad);
+        // Output rows `inner` read only rows inside the input; columns from `inner_columns.start`
+        // to its end, vectors whose taps read only columns inside.
+        let inner = top.min(oh)..(h + top).saturating_sub((kh - 1) * dilation[0]).clamp(top.min(oh), oh);
+        let inside =
+            |x0: usize| x0 >= left && x0 + (kw - 1) * dilation[1] + lanes <= w + left && x0 + lanes <= ow;
+        let whole = ow / lanes;
+        let inner_columns = match (0..whole).find(|&v| inside(v * lanes)) {
+            Some(a) => a..(a..whole).find(|&v| !inside(v * lanes)).unwrap_or(whole),
+            None => 0..0,
+        };
+        let spill = spill && ow + ow % lanes >= lanes;
+        let tail = tail_mask(ow, lanes);
+        // Output column `x0` (a constant, or none in the loop over the inner columns at
+        // `first`) of `rows` rows from `oy` (known to be `known` when it is a constant).
+        let column = |f: &mut Function,
+                      (oy, known): (&str, Option<usize>),
+                      rows: usize,
+                      (x0, first): (Option<usize>, &str),
+                      mask: Option<&str>| {
+            self.block(f, oy, rows, first, mask, &mut |f, j, kx| {
+                let iy = match known {
+                    Some(oy) => {
+                        let iy = (oy + j).checked_sub(top).filter(|&iy| iy < h)?;
+                        iy.to_string()
+                    }
+                    None => {
+                        let y = f.int("add", oy, j);
+                        f.int("sub", &y, top)
+                    }
+                };
+                let row = f.int("mul", &iy, w);
+                let shift = (kx * dilation[1]) as isize - left as isize;
+                let Some(x0) = x0 else {
+                    let at = f.int("add", &row, first);
+                    let at = f.int("add", &at, shift);
+                    return Some(f.load_ty(Ty::Vector(lanes), src, &at, None));
+                };
+                let start = x0 as isize + shift;
+                let valid: Vec<bool> =
+                    (0..lanes as isize).map(|j| (0..w as isize).contains(&(start + j))).collect();
+                let at = f.int("add", &row, start);
+                if valid.iter().all(|&v| v) {
+                    Some(f.load_ty(Ty::Vector(lanes), src, &at, None))
+                } else if valid.contains(&true) {
+                    Some(f.load_masked(lanes, src, &at, &lane_mask(valid), &pad))
+                } else {
+                    None
+                }
+            });
+        };
+        // A block of `rows` rows from `oy`; `last` when it holds the plane's last row, whose
+        // tail stays within the plane. The tail goes first: the other columns overwrite what
+        // it spilled into the rows below.
+        let rows_block = |f: &mut Function, (oy, known): (&str, Option<usize>), rows: usize, last: bool| {
+            if let Some(mask) = &tail {
+                let x0 = whole * lanes;
+                let spilling = if !spill { 0 } else { rows - usize::from(last) };
+                if spilling > 0 {
+                    column(f, (oy, known), spilling, (Some(x0), &x0.to_string()), None);
+                }
+                if spilling < rows {
+                    let below = f.int("add", oy, spilling);
+                    column(
+                        f,
+                        (&below, known.map(|k| k + spilling)),
+                        rows - spilling,
+                        (Some(x0), &x0.to_string()),
+                        Some(mask),
+                    );
+                }
+            }
+            for v in (0..whole).filter(|v| !inner_columns.contains(v)) {
+                let x0 = v * lanes;
+                column(f, (oy, known), rows, (Some(x0), &x0.to_string()), None);
+            }
+            f.count(inner_columns.len(), |f, i| {
+                let v = f.int("add", i, inner_columns.start);
+                let first = f.int("mul", &v, lanes);
+                column(f, (oy, known), rows, (None, &first), None);
+            });
+        };
+        for oy in 0..inner.start {
+            rows_block(f, (&oy.to_string(), Some(oy)), 1, oy + 1 == oh);
+        }
+        // All inner blocks but the last in a loop; the last (the rows left over, or a whole
+        // block) after it, as it may hold the plane's last row.
+        let (blocks, rest) = (inner.len() / rows_per_block, inner.len() % rows_per_block);
+        let looped = blocks.saturating_sub(usize::from(rest == 0));
+        f.count(looped, |f, b| {
+            let oy = f.int("mul", b, rows_per_block);
+            let oy = f.int("add", &oy, inner.start);
+            rows_block(f, (&oy, None), rows_per_block, false);
+        });
+        let last = inner.start + looped * rows_per_block;
+        if last < inner.end {
+            rows_block(f, (&last.to_string(), Some(last)), inner.end - last, inner.end == oh);
+        }
+        for oy in inner.end..oh {
+            rows_block(f, (&oy.to_string(), Some(oy)), 1, oy + 1 == oh);
+        }
+    }
+}
 /// A channel plane copied with its padding, columns split into phases: row-major rows of
 /// `phases` blocks of `cols` floats.
 pub(crate) struct Padded {

@@ -8,29 +8,10 @@ use ir::{Conv, NodeId, Pool, Value};
 
 use super::valid_outputs;
 use crate::emit::{Function, Ty, float};
+use crate::kernels::geometry::Window;
 use crate::lower::Lowering;
 
-/// A window's geometry, shared by convolutions and pools.
-struct Window {
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
-    /// Input and output plane sizes `[h, w]`.
-    input: [usize; 2],
-    output: [usize; 2],
-}
-
 impl Window {
-    fn of(conv: &Conv, input: &[usize], output: &[usize]) -> Window {
-        Window {
-            stride: conv.stride,
-            padding: conv.padding,
-            dilation: conv.dilation,
-            input: [input[2], input[3]],
-            output: [output[2], output[3]],
-        }
-    }
-
     /// Emits `body(f, x_index, y_index, mask)` over the output pixels that tap `(ky, kx)`
     /// reads inside the input: `lanes` consecutive output columns at a time when the stride
     /// along a row is 1 (`mask` the valid lanes of a row's last vector), else one at a time
@@ -111,7 +92,7 @@ impl Lowering<'_> {
         let dy = self.graph.operands(id)[0];
         let dx = Value { node: id, port: 0 };
         let (xs, ys) = (self.graph.shape(dx).dims().to_vec(), self.graph.shape(dy).dims().to_vec());
-        let window = Window::of(conv, &xs, &ys);
+        let window = Window::of_conv(conv, &xs, &ys);
         let (cin_g, cout_g) = (xs[1] / conv.groups, conv.out_channels / conv.groups);
         let [kh, kw] = conv.kernel;
         self.parallel(f, xs[1], |l, f| {
@@ -160,7 +141,7 @@ impl Lowering<'_> {
         let (x, dy) = (operands[0], operands[1]);
         let dw = Value { node: id, port: 0 };
         let (xs, ys) = (self.graph.shape(x).dims().to_vec(), self.graph.shape(dy).dims().to_vec());
-        let window = Window::of(conv, &xs, &ys);
+        let window = Window::of_conv(conv, &xs, &ys);
         let (cin_g, cout_g) = (xs[1] / conv.groups, conv.out_channels / conv.groups);
         let [kh, kw] = conv.kernel;
         self.parallel(f, conv.out_channels, |l, f| {
