@@ -330,55 +330,42 @@ impl Function {
         });
     }
 
-    /// Emits `body(row, count, first, mask)` over the `rows` rows of one plane, consecutive in
-    /// memory and written by one task, in blocks of `block` rows (`count` of them from `row`
-    /// on; the last block may be shorter) and vectors of `lanes` outputs of each of those
-    /// rows from column `first` on, so that the block's rows can share the inputs they read.
-    ///
-    /// With `spill`, a row's tail is stored whole, its spare lanes spilling into the next row,
-    /// whose first vector is written after it (each block writes its tails first); only the
-    /// plane's last row masks its tail (AMD's masked stores are microcoded: on a 14-wide row,
-    /// one of two stores). Without `spill`, or where rows are too narrow for a spill to stay
-    /// within the next one (`width + width % lanes < lanes`), every tail is masked.
-    pub fn vector_blocks(
-        &mut self,
-        rows: usize,
-        width: usize,
-        lanes: usize,
-        (block, spill): (usize, bool),
-        body: impl Fn(&mut Function, &str, usize, &str, Option<&str>),
-    ) {
-        let block = block.clamp(1, rows.max(1));
-        let tail_mask = tail_mask(width, lanes);
-        let spill = spill && width + width % lanes >= lanes;
-        // A block of `count` rows from `row` on, the tails of its first `spilling` rows whole.
-        let emit_block = |f: &mut Function, row: &str, count: usize, spilling: usize| {
-            if let Some(mask) = &tail_mask {
-                let first = (width / lanes * lanes).to_string();
-                if spilling > 0 {
-                    body(f, row, spilling, &first, None);
-                }
-                if spilling < count {
-                    let masked = f.int("add", row, spilling);
-                    body(f, &masked, count - spilling, &first, Some(mask));
-                }
-            }
-            f.count(width / lanes, |f, v| {
-                let first = f.int("mul", v, lanes);
-                body(f, row, count, &first, None);
-            });
-        };
-        let (full, rest) = (rows / block, rows % block);
-        self.count(full.saturating_sub(usize::from(rest == 0)), |f, b| {
-            let row = f.int("mul", b, block);
-            emit_block(f, &row, block, if spill { block } else { 0 });
-        });
-        // The last block: only the plane's last row keeps its tail within the plane.
-        let last = rows.saturating_sub(if rest == 0 { block } else { rest });
-        let count = rows - last;
-        if count > 0 {
-            emit_block(self, &last.to_string(), count, if spill { count - 1 } else { 0 });
+    /// The `vectors` (of `lanes` each) one after another, as one vector, and its width (rounded
+    /// up to a power of two times `lanes`, the rest poison).
+    pub fn concatenate(&mut self, vectors: &[String], lanes: usize) -> (String, usize) {
+        let mut parts = vectors.to_vec();
+        let mut width = lanes;
+        while parts.len() > 1 {
+            let ty = Ty::Vector(width).name();
+            let picks: Vec<String> = (0..2 * width).map(|j| format!("i32 {j}")).collect();
+            parts = parts
+                .chunks(2)
+                .map(|pair| {
+                    let second = pair.get(1).map_or("poison", String::as_str);
+                    self.let_(
+                        "cat",
+                        format!(
+                            "shufflevector {ty} {}, {ty} {second}, <{} x i32> <{}>",
+                            pair[0],
+                            2 * width,
+                            picks.join(", ")
+                        ),
+                    )
+                })
+                .collect();
+            width *= 2;
         }
+        (parts.remove(0), width)
+    }
+
+    /// The lanes `picks` of the `width`-lane vector `all`, as a vector.
+    pub fn pick(&mut self, (all, width): (&str, usize), picks: impl IntoIterator<Item = usize>) -> String {
+        let picks: Vec<String> = picks.into_iter().map(|j| format!("i32 {j}")).collect();
+        let ty = Ty::Vector(width).name();
+        self.let_(
+            "pick",
+            format!("shufflevector {ty} {all}, {ty} poison, <{} x i32> <{}>", picks.len(), picks.join(", ")),
+        )
     }
 
     /// `ceil(a / b)` of unsigned `i64`s.

@@ -65,6 +65,12 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ),
     ("depthwise3", [7, 13, 11], "Conv(out: 7, kernel: 3, groups: 7, bn: true, act: Relu)"),
     ("depthwise3_s2", [9, 12, 13], "Conv(out: 9, kernel: 3, stride: 2, groups: 9, bn: true)"),
+    // Stride 2 over a row of two vectors of outputs: the second reads up to the padding.
+    (
+        "depthwise3_s2_wide",
+        [3, 5, 31],
+        "Conv(out: 3, kernel: 3, stride: 2, groups: 3, bn: true), MaxPool(kernel: 3, stride: 2, padding: 1)",
+    ),
     ("depthwise5_s2", [6, 15, 14], "Conv(out: 6, kernel: 5, stride: 2, groups: 6, act: Relu6)"),
     ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
     ("pools", [5, 9, 10], "AvgPool(kernel: 3, stride: 2, padding: 1), MaxPool(kernel: 2)"),

@@ -10,7 +10,7 @@ use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain, Step};
-use crate::kernels::window::Padded;
+use crate::kernels::padded::Padded;
 use crate::lower::{Lowering, planes, task_count, task_items};
 use crate::schedule::{Schedule, Sweep};
 

@@ -6,6 +6,7 @@ pub mod elementwise;
 pub mod gemm;
 pub(crate) mod geometry;
 mod linear;
+pub(crate) mod padded;
 mod training;
 pub mod window;
 pub mod winograd;

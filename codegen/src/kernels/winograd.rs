@@ -10,7 +10,7 @@ use ir::{NodeId, Op};
 use crate::emit::{Function, Ty};
 use crate::epilogue::{self, Chain};
 use crate::kernels::gemm::{Operand, ScratchRows};
-use crate::kernels::window::Padded;
+use crate::kernels::padded::Padded;
 use crate::lower::Lowering;
 
 /// Positions of a transformed 4x4 tile: one product each.
