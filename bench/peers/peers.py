@@ -196,41 +196,62 @@ def main():
                    help="compile archc with default schedules instead of running `archc tune` first")
     p.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/archc-peers"))
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "bench/peers/results.md")
+    p.add_argument("--rows-to", type=pathlib.Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.rows_to:
+        rows = [row for name in args.models for row in measure(args, name)]
+        args.rows_to.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return
     (args.work / "schedules.json").unlink(missing_ok=True)
+    # One process per model: what one model's engines leave behind (measured: after ShuffleNet
+    # V2 2.0x, every engine ran MobileNet V2 on two threads 1.17-1.35x slower than in a fresh
+    # process) must not weigh on the next model's timings.
+    rows = []
+    for name in args.models:
+        rows_file = args.work / f"rows-{name}.jsonl"
+        child = [sys.executable, __file__, "--archc", args.archc, "--models", name, "--batches", *map(str, args.batches),
+                 "--threads", *map(str, args.threads), "--rounds", str(args.rounds), "--per-round",
+                 str(args.per_round), "--repeat", str(args.repeat), "--work", str(args.work), "--rows-to",
+                 str(rows_file)] + ([] if args.tune else ["--no-tune"])
+        subprocess.run(child, check=True)
+        rows += [json.loads(line) for line in rows_file.read_text().splitlines()]
+    write_table(rows, args.out, args.repeat)
+
+
+def measure(args, name):
+    """The rows of model `name`: every batch size and thread count, each engine checked, then timed."""
     from safetensors.torch import save_file
 
     rows = []
-    for name in args.models:
-        model = build(name, 1000, None, 0)
-        weights = args.work / f"{name}.safetensors"
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
-        for batch in args.batches:
-            onnx_path, ncnn_files = export(name, model, batch, args.work)
-            engines = {"archc": Archc(args.archc, name, weights, batch, args.work, args.tune),
-                       "onnxruntime": OnnxRuntime(onnx_path), "openvino": OpenVino(onnx_path), "torch": Torch(model)}
-            if ncnn_files:
-                engines["ncnn"] = Ncnn(*ncnn_files)
-            x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
-            with torch.no_grad():
-                expected = model(torch.from_numpy(x)).numpy()
-            for threads in args.threads:
-                for engine in engines.values():
-                    engine.prepare(x, threads)
-                errors = {n: relative_error(e(), expected) for n, e in engines.items()}
-                if errors["archc"] > 1e-4:
-                    sys.exit(f"{name} batch {batch}: archc differs from torch by {errors['archc']:.2e}")
-                repeats = [time_interleaved(engines, args.rounds, args.per_round) for _ in range(args.repeat)]
-                ratios = [r["archc"] / r[best_peer(r)] for r in repeats]
-                medians = {n: statistics.median(r[n] for r in repeats) for n in engines}
-                best = best_peer(medians)
-                row = {"model": name, "batch": batch, "threads": threads, "medians_ms": medians,
-                       "errors": errors, "best_peer": best, "ratio": medians["archc"] / medians[best],
-                       "repeat_ratios": ratios}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    write_table(rows, args.out, args.repeat)
+    model = build(name, 1000, None, 0)
+    weights = args.work / f"{name}.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    for batch in args.batches:
+        onnx_path, ncnn_files = export(name, model, batch, args.work)
+        engines = {"archc": Archc(args.archc, name, weights, batch, args.work, args.tune),
+                   "onnxruntime": OnnxRuntime(onnx_path), "openvino": OpenVino(onnx_path), "torch": Torch(model)}
+        if ncnn_files:
+            engines["ncnn"] = Ncnn(*ncnn_files)
+        x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        for threads in args.threads:
+            for engine in engines.values():
+                engine.prepare(x, threads)
+            errors = {n: relative_error(e(), expected) for n, e in engines.items()}
+            if errors["archc"] > 1e-4:
+                sys.exit(f"{name} batch {batch}: archc differs from torch by {errors['archc']:.2e}")
+            repeats = [time_interleaved(engines, args.rounds, args.per_round) for _ in range(args.repeat)]
+            ratios = [r["archc"] / r[best_peer(r)] for r in repeats]
+            medians = {n: statistics.median(r[n] for r in repeats) for n in engines}
+            best = best_peer(medians)
+            row = {"model": name, "batch": batch, "threads": threads, "medians_ms": medians,
+                   "errors": errors, "best_peer": best, "ratio": medians["archc"] / medians[best],
+                   "repeat_ratios": ratios}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
 
 
 def best_peer(medians):
