@@ -49,9 +49,6 @@ struct ChannelWindows<'a> {
     dst: String,
     residual: Option<String>,
     steps: &'a [Step],
-    /// Vectors of windows one column apart computed per vector of outputs: the column stride
-    /// (every `parts`-th window is an output).
-    parts: usize,
 }
 
 /// The vector of tap `kx` (a column offset of `kx * dilation`) of input row `j` of a block
@@ -132,7 +129,6 @@ impl Lowering<'_> {
                     dst: l.plane(f, out, &c, &n),
                     residual: chain.residual.map(|r| l.plane(f, r, &c, &n)),
                     steps: &chain.steps,
-                    parts,
                 };
                 let src = l.plane(f, x, &c, &n);
                 windows.plane(f, &src, rows_per_block, spill, pad);
@@ -159,9 +155,9 @@ impl ChannelWindows<'_> {
         let ty = Ty::Vector(self.lanes);
         let t = ty.name();
         let lanes = self.lanes;
-        // Each accumulator covers `parts` vectors of windows one column apart, of which every
-        // `parts`-th is an output.
-        let parts = self.parts;
+        // Each output vector takes `parts` vectors of windows one column apart, of which every
+        // `parts`-th is an output: the column stride.
+        let parts = stride[1];
         let mut accs = vec![vec![self.init.clone(); parts]; rows];
         for j in 0..(rows - 1) * stride[0] + (kh - 1) * dilation[0] + 1 {
             // The (output row, kernel row) pairs that read input row `j` of the block.
@@ -197,8 +193,8 @@ impl ChannelWindows<'_> {
             let mut acc = if parts == 1 {
                 acc[0].clone()
             } else {
-                let all = f.concatenate(&acc, lanes);
-                f.pick((&all.0, all.1), (0..lanes).map(|l| l * parts))
+                let (all, width) = f.concatenate(&acc, lanes);
+                f.pick((&all, width), (0..lanes).map(|l| l * parts))
             };
             if matches!(self.combine, Combine::Average) {
                 acc = f.let_("m", format!("fdiv {t} {acc}, {}", ty.constant((kh * kw) as f32)));
