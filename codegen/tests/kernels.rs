@@ -73,6 +73,11 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ),
     ("depthwise5_s2", [6, 15, 14], "Conv(out: 6, kernel: 5, stride: 2, groups: 6, act: Relu6)"),
     ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
+    (
+        "depthwise_dilated_s2",
+        [5, 13, 19],
+        "Conv(out: 5, kernel: 3, stride: 2, dilation: 2, groups: 5, bias: true)",
+    ),
     ("pools", [5, 9, 10], "AvgPool(kernel: 3, stride: 2, padding: 1), MaxPool(kernel: 2)"),
     (
         "windows_on_small_planes",
