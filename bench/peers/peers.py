@@ -210,10 +210,8 @@ def main():
     rows = []
     for name in args.models:
         rows_file = args.work / f"rows-{name}.jsonl"
-        child = [sys.executable, __file__, "--archc", args.archc, "--models", name, "--batches", *map(str, args.batches),
-                 "--threads", *map(str, args.threads), "--rounds", str(args.rounds), "--per-round",
-                 str(args.per_round), "--repeat", str(args.repeat), "--work", str(args.work), "--rows-to",
-                 str(rows_file)] + ([] if args.tune else ["--no-tune"])
+        # The parent's own flags, with the last `--models` (the one argparse keeps) naming one.
+        child = [sys.executable, __file__, *sys.argv[1:], "--models", name, "--rows-to", str(rows_file)]
         subprocess.run(child, check=True)
         rows += [json.loads(line) for line in rows_file.read_text().splitlines()]
     write_table(rows, args.out, args.repeat)

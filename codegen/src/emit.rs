@@ -214,6 +214,26 @@ impl Function {
         self.masked_load(lanes, &p, mask, passthru)
     }
 
+    /// Loads `lanes` floats from `ptr + index` floats where `valid` is true, `passthru`'s lanes
+    /// elsewhere: a plain load when every lane is valid, a masked one (see
+    /// [`Function::load_masked`]) when some are, none when no lane is.
+    pub fn load_valid(
+        &mut self,
+        lanes: usize,
+        ptr: &str,
+        index: &str,
+        valid: &[bool],
+        passthru: &str,
+    ) -> Option<String> {
+        if valid.iter().all(|&v| v) {
+            Some(self.load_ty(Ty::Vector(lanes), ptr, index, None))
+        } else if valid.contains(&true) {
+            Some(self.load_masked(lanes, ptr, index, &lane_mask(valid.iter().copied()), passthru))
+        } else {
+            None
+        }
+    }
+
     /// The `llvm.masked.load` of `lanes` floats at address `p`.
     fn masked_load(&mut self, lanes: usize, p: &str, mask: &str, passthru: &str) -> String {
         let (t, l) = (Ty::Vector(lanes).name(), lanes);

@@ -139,13 +139,12 @@ impl Padded {
                         })
                         .collect();
                     let index = f.int("add", &first, j * lanes);
-                    if at.is_none() || valid.iter().all(|&v| v) {
-                        f.load_ty(ty, src, &index, None)
-                    } else if !valid.contains(&true) {
-                        pad_vector.clone()
-                    } else {
-                        // Lanes left of the input start lie before its plane: never read.
-                        f.load_masked(lanes, src, &index, &crate::emit::lane_mask(valid), &pad_vector)
+                    // Lanes left of the input start lie before its plane: never read.
+                    match at {
+                        None => f.load_ty(ty, src, &index, None),
+                        Some(_) => f
+                            .load_valid(lanes, src, &index, &valid, &pad_vector)
+                            .unwrap_or_else(|| pad_vector.clone()),
                     }
                 })
                 .collect();

@@ -10,7 +10,7 @@
 
 use ir::{NodeId, Op};
 
-use crate::emit::{Function, Ty, lane_mask, tail_mask};
+use crate::emit::{Function, Ty, tail_mask};
 use crate::epilogue::{self, Chain, Step};
 use crate::kernels::geometry::Window;
 use crate::lower::{Lowering, task_count, task_items};
@@ -273,13 +273,7 @@ impl ChannelWindows<'_> {
                 let valid: Vec<bool> =
                     (0..lanes as isize).map(|j| (0..w as isize).contains(&(start + j))).collect();
                 let at = f.int("add", &row, start);
-                if valid.iter().all(|&v| v) {
-                    Some(f.load_ty(Ty::Vector(lanes), src, &at, None))
-                } else if valid.contains(&true) {
-                    Some(f.load_masked(lanes, src, &at, &lane_mask(valid), &pad))
-                } else {
-                    None
-                }
+                f.load_valid(lanes, src, &at, &valid, &pad)
             });
         };
         // A block of `rows` rows from `oy`; `last` when it holds the plane's last row, whose
