@@ -178,7 +178,7 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Ve
 
 /// What a GEMM micro-kernel is defined for: its epilogue sequence, tile shape (rows, vectors;
 /// 0 vectors for a column tile), panel stride, and whether it prefetches for a later kernel.
-pub(crate) type TileKey = (Vec<Step>, usize, usize, Option<usize>, bool);
+pub(crate) type TileKey = (Vec<Step>, usize, usize, Option<usize>, crate::kernels::gemm::Stream);
 
 pub(crate) struct Lowering<'a> {
     pub graph: &'a Graph,

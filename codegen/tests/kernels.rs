@@ -192,7 +192,15 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
         assert!(candidates.len() >= 3, "{name}: {candidates:?}");
         // A cache file may name any sweep for any convolution: each must still compute it.
         use codegen::schedule::Sweep;
-        for sweep in [Sweep::Channels, Sweep::Panel, Sweep::Pixels, Sweep::Packed, Sweep::PackedPixels] {
+        let sweeps = [
+            Sweep::Channels,
+            Sweep::Streamed,
+            Sweep::Panel,
+            Sweep::Pixels,
+            Sweep::Packed,
+            Sweep::PackedPixels,
+        ];
+        for sweep in sweeps {
             let named = codegen::schedule::Schedule { sweep, ..candidates[0] };
             if !candidates.contains(&named) {
                 candidates.push(named);

@@ -80,7 +80,7 @@ impl Lowering<'_> {
         let full_tiles = (pr.p / cols).max(1);
         let share = slice_bytes.div_ceil(full_tiles);
         let step = share.div_ceil(pr.k);
-        let tile = self.tile_prefetching(&chain.steps, rows, pr.vectors, Some(cols), true);
+        let tile = self.tile_prefetching(&chain.steps, rows, pr.vectors, Some(cols), gemm::Stream::Far);
         let narrow = self.narrow_tile(&chain.steps, &pr, Some(cols));
         let column = self.column_tile(&chain.steps, rows, Some(cols));
         let ty = Ty::Vector(lanes);

@@ -303,6 +303,10 @@ impl Lowering<'_> {
         let tile = self.tile(&chain.steps, pr.rows, pr.vectors, panel);
         let narrow = self.narrow_tile(&chain.steps, &pr, panel);
         let column = self.column_tile(&chain.steps, pr.rows, panel);
+        // A streamed sweep's first channel tile of each pixel tile asks for the next one's input
+        // while it computes.
+        let ahead = (pr.sweep == Sweep::Streamed && shift.is_none())
+            .then(|| self.tile_prefetching(&chain.steps, pr.rows, pr.vectors, panel, Stream::NextPixels));
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -348,7 +352,7 @@ impl Lowering<'_> {
             f.count(&count, |f, i| {
                 let t = f.int("add", &first_tile, i);
                 let (pt, mt) = match pr.sweep {
-                    Sweep::Channels | Sweep::Panel | Sweep::Packed => {
+                    Sweep::Channels | Sweep::Streamed | Sweep::Panel | Sweep::Packed => {
                         (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
                     }
                     Sweep::Pixels | Sweep::PackedPixels => {
@@ -390,9 +394,27 @@ impl Lowering<'_> {
                     }
                     (None, None) => (inputs.clone(), in_off),
                 };
-                tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
-                    outputs.call(f, tile, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off, None)
-                });
+                tiles_fitting(
+                    f,
+                    &tile,
+                    narrow.as_deref(),
+                    &column,
+                    pr.lanes,
+                    &p_valid,
+                    |f, t| match &ahead {
+                        Some(ahead) if t == tile => {
+                            let first = f.let_("first", format!("icmp eq i64 {mt}, 0"));
+                            let later = f.let_("later", format!("xor i1 {first}, true"));
+                            f.when(&first, |f| {
+                                outputs.call(f, ahead, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off, None)
+                            });
+                            f.when(&later, |f| {
+                                outputs.call(f, t, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off, None)
+                            });
+                        }
+                        _ => outputs.call(f, t, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off, None),
+                    },
+                );
             });
         });
     }
@@ -524,7 +546,7 @@ impl Lowering<'_> {
         vectors: usize,
         panel: Option<usize>,
     ) -> String {
-        self.tile_prefetching(steps, rows, vectors, panel, false)
+        self.tile_prefetching(steps, rows, vectors, panel, Stream::Weights)
     }
 
     /// [`Lowering::tile`], and with `far` a second prefetch stream into L2 for what runs after
@@ -536,9 +558,9 @@ impl Lowering<'_> {
         rows: usize,
         vectors: usize,
         panel: Option<usize>,
-        far: bool,
+        stream: Stream,
     ) -> String {
-        let key = (steps.to_vec(), rows, vectors, panel, far);
+        let key = (steps.to_vec(), rows, vectors, panel, stream);
         if let Some(name) = self.tiles.get(&key) {
             return name.clone();
         }
@@ -589,12 +611,26 @@ impl Lowering<'_> {
                     f.load_ty(ty, &row, &at, mask)
                 })
                 .collect();
+            match stream {
+                Stream::Weights => {}
+                Stream::Far => {
+                    let at = f.int("mul", k, "%pf_step");
+                    f.prefetch_l2("%pf", &at);
+                }
+                Stream::NextPixels => {
+                    // Every line of the next tile's `cols` floats (a line more where they
+                    // straddle one).
+                    let cols = vectors * lanes;
+                    let first = f.int("add", "%in_off", cols);
+                    let first = f.int("mul", &first, 4);
+                    for byte in (0..cols * 4).step_by(64).chain([cols * 4 - 4]) {
+                        let at = f.int("add", &first, byte);
+                        f.prefetch(&row, &at);
+                    }
+                }
+            }
             let a = f.int("mul", k, rows);
             prefetch_weights(f, &a);
-            if far {
-                let at = f.int("mul", k, "%pf_step");
-                f.prefetch_l2("%pf", &at);
-            }
             for (r, acc_r) in acc.iter().enumerate() {
                 let at = f.int("add", &a, r);
                 let w = f.load("%a", &at);
@@ -639,7 +675,7 @@ impl Lowering<'_> {
                 }
             });
         }
-        let far_params = if far { ", ptr %pf, i64 %pf_step" } else { "" };
+        let far_params = if stream == Stream::Far { ", ptr %pf, i64 %pf_step" } else { "" };
         self.define(&f.finish(&format!(
             "define internal void {name}(ptr noalias %rows, i64 %k, i64 %in_off, i64 %p_valid, ptr noalias %a, \
              ptr noalias %bias, ptr noalias %outs, ptr %residuals, i64 %out_off, i64 %m_valid{far_params})"
@@ -658,7 +694,7 @@ impl Lowering<'_> {
     /// From a panel, it reads the pixels packed row after row, `p_valid` floats per row.
     pub(crate) fn column_tile(&mut self, steps: &[Step], rows: usize, panel: Option<usize>) -> String {
         // Zero vectors: no tile of `tile`'s is zero vectors wide.
-        let key = (steps.to_vec(), rows, 0, panel, false);
+        let key = (steps.to_vec(), rows, 0, panel, Stream::Weights);
         if let Some(name) = self.tiles.get(&key) {
             return name.clone();
         }
@@ -832,6 +868,18 @@ fn sum_phases<'a>(f: &mut Function, ty: Ty, first: &[String], later: impl Iterat
             f.add_vector(ty, slot, &v);
         }
     }
+}
+
+/// What a micro-kernel prefetches besides its own weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stream {
+    /// Nothing more.
+    Weights,
+    /// A second stream into L2, for what runs after the tile: two more arguments, `ptr %pf,
+    /// i64 %pf_step`, and each step `k` of the reduction asks for byte `k * pf_step` from `pf`.
+    Far,
+    /// The next pixel tile of each input row (read from planes, not a panel), into L1.
+    NextPixels,
 }
 
 /// Prefetches the weights `WEIGHTS_AHEAD` bytes past float `a` of a micro-kernel's `%a`.
