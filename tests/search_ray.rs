@@ -66,6 +66,11 @@ fn search(python: &str, out: &Path, extra: &[&str]) -> Command {
             "random",
             "--max-candidates",
             "4",
+            // Far past what the search needs: on a loaded machine Ray's start-up alone has taken
+            // minutes, and a search cut short by the space's own 5-minute budget evaluates fewer
+            // candidates than the local one.
+            "--budget",
+            "1h",
             "--jobs",
             "2",
             "--json",
