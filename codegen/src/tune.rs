@@ -1,5 +1,6 @@
 //! Measured tuning: every convolution of a network that has a choice of schedule is compiled
-//! alone (same input shape, same parameters) under each candidate and timed on this machine,
+//! alone (same input shape, same parameters) under each candidate and its step timed on this
+//! machine, reading its input from memory advised for huge pages as a network's arena is,
 //! candidates taking turns in rounds so that the machine's drift hits them alike; the fastest
 //! median wins.
 
@@ -7,7 +8,8 @@ use std::time::Duration;
 
 use ir::{Graph, Op, Value};
 
-use crate::bench::{LLVM_LEVEL, Timing, samples};
+use crate::bench::{LLVM_LEVEL, Timing};
+use crate::huge::HugeBuffer;
 use crate::schedule::{Schedule, Schedules, kernel_key};
 use crate::{CompiledModel, Error, Target};
 
@@ -98,14 +100,20 @@ pub fn tune(
                 Ok(model)
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let input = vec![0.5; models[0].input_shape().iter().product()];
+        // In the network the convolution reads a buffer of the arena, whose huge pages spare the
+        // TLB: a 4 KB-paged input (a Vec's) made the sweeps that copy their input into the arena
+        // look faster than they run there. Only the convolution's own step is timed, not the
+        // copy of its output (megabytes for early layers) that adds the same to every candidate.
+        let input = HugeBuffer::from_slice(&vec![0.5; models[0].input_shape().iter().product()]);
+        let mut output = vec![0.0; models[0].output_shape().iter().product()];
+        let step = models[0].steps().iter().position(|s| s.name == CONV).expect("the convolution's step");
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); models.len()];
         for _ in 0..options.rounds.max(1) {
             for (model, times) in models.iter_mut().zip(&mut times) {
-                let per_run = samples(model, &input, 1, 1)[0].max(Duration::from_micros(1));
+                let per_run = model.run_profiled(&input, &mut output)[step].max(Duration::from_micros(1));
                 let runs =
                     (options.per_round.as_secs_f64() / per_run.as_secs_f64()).clamp(1.0, 1000.0) as usize;
-                times.extend(samples(model, &input, 0, runs));
+                times.extend((0..runs).map(|_| model.run_profiled(&input, &mut output)[step]));
             }
         }
         let times = candidates.into_iter().zip(times.iter().map(|t| Timing::of(t).median_ms)).collect();
@@ -114,6 +122,9 @@ pub fn tune(
     Ok(tuned)
 }
 
+/// The name of the convolution in [`alone`]'s network, and of its step.
+const CONV: &str = "conv";
+
 /// A network of convolution `id` of `graph` alone: its input shape, its parameters.
 fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let x = graph.shape(graph.operands(id)[0]).clone();
@@ -121,7 +132,7 @@ fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let input = alone.add_input("x", x, None);
     let op: Op = graph.node(id).op.clone();
     let out: Vec<Value> =
-        alone.add(op, &[input], "conv", None).expect("the shapes fit as they did in the network");
+        alone.add(op, &[input], CONV, None).expect("the shapes fit as they did in the network");
     alone.set_outputs(out);
     alone
 }
