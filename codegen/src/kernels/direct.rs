@@ -113,12 +113,18 @@ impl Lowering<'_> {
                 };
                 f.vector_rows(&rows, ow, lanes, vector);
             };
-            f.count(cout / block, |f, cb| {
-                let co0 = f.int("mul", cb, block);
-                channels(f, &co0, block);
-            });
-            if cout % block > 0 {
-                channels(f, &(cout / block * block).to_string(), cout % block);
+            // As many blocks as a full block each needs, their sizes at most one apart: a
+            // short last block (32 channels as 5 x 6 + 2) holds too few accumulators to cover
+            // the multiply-add latency, and costs about as long as a full one.
+            let blocks = cout.div_ceil(block);
+            let (small, larger) = (cout / blocks, cout % blocks);
+            let runs = [(larger, small + 1, 0), (blocks - larger, small, larger * (small + 1))];
+            for (count, size, first) in runs.into_iter().filter(|&(count, ..)| count > 0) {
+                f.count(count, |f, b| {
+                    let co0 = f.int("mul", b, size);
+                    let co0 = f.int("add", &co0, first);
+                    channels(f, &co0, size);
+                });
             }
         });
     }
