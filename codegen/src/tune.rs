@@ -106,7 +106,10 @@ pub fn tune(
         // copy of its output (megabytes for early layers) that adds the same to every candidate.
         let input = HugeBuffer::from_slice(&vec![0.5; models[0].input_shape().iter().product()]);
         let mut output = vec![0.0; models[0].output_shape().iter().product()];
-        let step = models[0].steps().iter().position(|s| s.name == CONV).expect("the convolution's step");
+        // The convolution's step: the one that computes (the copies in and out multiply nothing),
+        // whatever the passes named it.
+        let steps = models[0].steps();
+        let step = (0..steps.len()).max_by_key(|&i| steps[i].macs).expect("a compiled model has steps");
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); models.len()];
         for _ in 0..options.rounds.max(1) {
             for (model, times) in models.iter_mut().zip(&mut times) {
@@ -122,9 +125,6 @@ pub fn tune(
     Ok(tuned)
 }
 
-/// The name of the convolution in [`alone`]'s network, and of its step.
-const CONV: &str = "conv";
-
 /// A network of convolution `id` of `graph` alone: its input shape, its parameters.
 fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let x = graph.shape(graph.operands(id)[0]).clone();
@@ -132,7 +132,7 @@ fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let input = alone.add_input("x", x, None);
     let op: Op = graph.node(id).op.clone();
     let out: Vec<Value> =
-        alone.add(op, &[input], CONV, None).expect("the shapes fit as they did in the network");
+        alone.add(op, &[input], "conv", None).expect("the shapes fit as they did in the network");
     alone.set_outputs(out);
     alone
 }
