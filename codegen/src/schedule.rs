@@ -60,6 +60,10 @@ pub enum Sweep {
 /// Bytes of operand that stay in L2 (half of the smallest L2 of the CPUs archc targets).
 const L2_BYTES: usize = 256 << 10;
 
+/// Input bytes past which a 1x1 convolution streams its input rows ([`Sweep::Streamed`]):
+/// four times what stays in L2.
+const STREAMED_INPUT_BYTES: usize = 4 * L2_BYTES;
+
 /// Pixels of the planes whose 1x1 convolutions pack their panels first ([`Sweep::Packed`]).
 const SMALL_PLANE: usize = 16 * 16;
 
@@ -72,8 +76,10 @@ impl Schedule {
     /// What convolution `id` of `graph` takes without a measurement: [`Schedule::basic`]; for
     /// a 1x1 convolution, packed panels on small planes (up to 16x16: 1.3-1.9x on 7x7 layers,
     /// 1.0-1.15x on 14x14), else a pixel sweep where its weights outgrow L2 while its input
-    /// fits, else panels (measured faster on 10 of 11 ShuffleNet and MobileNet 1x1 layers,
-    /// 3-20%).
+    /// fits, else streamed input rows where the input is four times what stays in L2 (the
+    /// tuner's choice on MobileNet V2's 112x112 and 56x56 projections, 1.15-1.3x), else panels
+    /// (measured faster on 10 of 11 ShuffleNet and MobileNet 1x1 layers, 3-20%). Untuned
+    /// MobileNet V2 with streamed defaults: 0.978 / 0.981 (one / two threads, paired).
     pub fn default_for(graph: &Graph, id: NodeId, isa: Isa) -> Schedule {
         let basic = Schedule::basic(isa);
         let Op::Conv(conv) = &graph.node(id).op else { return basic };
@@ -88,6 +94,7 @@ impl Schedule {
             }
             true if pixels <= SMALL_PLANE => Schedule { sweep: Sweep::Packed, ..basic },
             true if weights_outgrow_l2 => Schedule { sweep: Sweep::Pixels, ..basic },
+            true if k * pixels * 4 > STREAMED_INPUT_BYTES => Schedule { sweep: Sweep::Streamed, ..basic },
             true => Schedule { sweep: Sweep::Panel, ..basic },
             false => basic,
         }
@@ -318,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn small_planes_default_to_packed_panels_and_heavy_weights_to_the_pixel_order() {
+    fn small_planes_default_to_packed_panels_heavy_weights_to_the_pixel_order_and_large_inputs_to_streams() {
         let isa = Target::named("x86_64-linux-gnu").unwrap().isa();
         let sweep = |channels: usize, side: usize, out: usize| {
             let text = format!(
@@ -333,9 +340,12 @@ mod tests {
         // ShuffleNet V2 2.0x's last 1x1 conv: 8 MB of weights on a 7x7 plane.
         assert_eq!(sweep(976, 7, 2048), Sweep::PackedPixels);
         assert_eq!(sweep(244, 14, 244), Sweep::Packed);
-        // Past 16x16: packed per task, or the pixel order where the weights outgrow L2.
+        // Past 16x16: packed per task, or the pixel order where the weights outgrow L2, or
+        // streamed rows where the input outgrows it four times over (MobileNet V2's 1.6 MB).
         assert_eq!(sweep(122, 28, 122), Sweep::Panel);
         assert_eq!(sweep(64, 28, 1280), Sweep::Pixels);
+        assert_eq!(sweep(32, 112, 16), Sweep::Streamed);
+        assert_eq!(sweep(16, 112, 96), Sweep::Panel);
     }
 
     #[test]
