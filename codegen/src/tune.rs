@@ -104,7 +104,8 @@ pub fn tune(
         // TLB: a 4 KB-paged input (a Vec's) made the sweeps that copy their input into the arena
         // look faster than they run there. Only the convolution's own step is timed, not the
         // copy of its output (megabytes for early layers) that adds the same to every candidate.
-        let input = HugeBuffer::from_slice(&vec![0.5; models[0].input_shape().iter().product()]);
+        let mut input = HugeBuffer::zeroed(models[0].input_shape().iter().product());
+        input.fill(0.5);
         let mut output = vec![0.0; models[0].output_shape().iter().product()];
         // The convolution's step: the one that computes (the copies in and out multiply nothing),
         // whatever the passes named it.
