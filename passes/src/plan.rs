@@ -46,6 +46,15 @@ pub struct Buffer {
     pub last: usize,
 }
 
+impl Buffer {
+    /// Makes its planes `plane_bytes` apart, and its size what its items then take.
+    fn set_plane_bytes(&mut self, plane_bytes: usize) {
+        let items = self.bytes / (self.channels * self.plane_bytes);
+        self.plane_bytes = plane_bytes;
+        self.bytes = items * self.channels * plane_bytes;
+    }
+}
+
 /// Where a value's data is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -82,9 +91,21 @@ impl Plan {
     pub fn pad_planes(&mut self) {
         for b in &mut self.buffers {
             if b.plane_bytes >= PADDED_FROM {
-                let items = b.bytes / (b.channels * b.plane_bytes);
-                b.plane_bytes = (b.plane_bytes.div_ceil(ALIGN) | 1) * ALIGN;
-                b.bytes = items * b.channels * b.plane_bytes;
+                b.set_plane_bytes((b.plane_bytes.div_ceil(ALIGN) | 1) * ALIGN);
+            }
+        }
+        self.peak_bytes = assign_offsets(&mut self.buffers);
+    }
+
+    /// Gives buffer `b` planes of at least `bytes` for each `(b, bytes)` of `wanted` (a kernel
+    /// that lays its value out otherwise, with borders, needs the room), and places the
+    /// buffers again. As with [`Plan::pad_planes`], only kernels that address every plane
+    /// through the plan may read the result.
+    pub fn reserve_planes(&mut self, wanted: &[(usize, usize)]) {
+        for &(b, bytes) in wanted {
+            let buffer = &mut self.buffers[b];
+            if bytes > buffer.plane_bytes {
+                buffer.set_plane_bytes(bytes.next_multiple_of(ALIGN));
             }
         }
         self.peak_bytes = assign_offsets(&mut self.buffers);
@@ -299,6 +320,21 @@ mod tests {
         assert!(p.views.contains(&reshapes[0]), "[4, 64] keeps the 4 channels of [4, 8, 8]");
         assert!(!p.views.contains(&reshapes[1]), "[2, 128] regroups them");
         assert_eq!(p.moved_bytes, 4 * 8 * 8 * 4);
+    }
+
+    #[test]
+    fn reserved_planes_grow_their_buffer_only_and_the_plan_stays_disjoint() {
+        let g = crate::test_network(2, 3, 8, "Conv(out: 5, kernel: 3), Conv(out: 6, kernel: 1)");
+        let mut p = plan(&g, true);
+        let before = p.clone();
+        // 10x10 planes of 4-byte floats (8x8 with a border of one), and a smaller ask ignored.
+        p.reserve_planes(&[(1, 400), (2, 16)]);
+        assert_disjoint(&p);
+        assert_eq!(p.buffers[1].plane_bytes, 448, "rounded up to whole cache lines");
+        assert_eq!(p.buffers[1].bytes, 2 * p.buffers[1].channels * 448, "batch 2");
+        for b in [0, 2] {
+            assert_eq!(p.buffers[b].bytes, before.buffers[b].bytes);
+        }
     }
 
     #[test]
