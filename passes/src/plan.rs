@@ -97,18 +97,15 @@ impl Plan {
         self.peak_bytes = assign_offsets(&mut self.buffers);
     }
 
-    /// Gives buffer `b` planes of at least `bytes` for each `(b, bytes)` of `wanted` (a kernel
-    /// that lays its value out otherwise, with borders, needs the room), and places the
-    /// buffers again. As with [`Plan::pad_planes`], only kernels that address every plane
-    /// through the plan may read the result.
-    pub fn reserve_planes(&mut self, wanted: &[(usize, usize)]) {
-        for &(b, bytes) in wanted {
-            let buffer = &mut self.buffers[b];
-            if bytes > buffer.plane_bytes {
-                buffer.set_plane_bytes(bytes.next_multiple_of(ALIGN));
-            }
-        }
-        self.peak_bytes = assign_offsets(&mut self.buffers);
+    /// Places `extra` buffers (their offsets ignored) in a region after every planned buffer,
+    /// sharing it as their lifetimes allow, and returns their offsets. The planned buffers stay
+    /// where they are: kernels that lay a value out otherwise (bordered, so larger) move it
+    /// there, and the rest of the arena keeps the cache behaviour it was measured with (placing
+    /// every buffer again around the larger ones cost ShuffleNet V2 1.5x 1.8%).
+    pub fn place_after(&mut self, mut extra: Vec<Buffer>) -> Vec<usize> {
+        let base = self.peak_bytes.next_multiple_of(ALIGN);
+        self.peak_bytes = base + assign_offsets(&mut extra);
+        extra.iter().map(|b| base + b.offset).collect()
     }
 
     /// Checks the plan's invariant: buffers alive at the same time never share arena bytes,
@@ -323,18 +320,18 @@ mod tests {
     }
 
     #[test]
-    fn reserved_planes_grow_their_buffer_only_and_the_plan_stays_disjoint() {
-        let g = crate::test_network(2, 3, 8, "Conv(out: 5, kernel: 3), Conv(out: 6, kernel: 1)");
+    fn buffers_placed_after_share_their_region_by_lifetime_and_move_nothing() {
+        let g = crate::test_network(1, 3, 8, "Conv(out: 5, kernel: 3), Conv(out: 6, kernel: 1)");
         let mut p = plan(&g, true);
         let before = p.clone();
-        // 10x10 planes of 4-byte floats (8x8 with a border of one), and a smaller ask ignored.
-        p.reserve_planes(&[(1, 400), (2, 16)]);
-        assert_disjoint(&p);
-        assert_eq!(p.buffers[1].plane_bytes, 448, "rounded up to whole cache lines");
-        assert_eq!(p.buffers[1].bytes, 2 * p.buffers[1].channels * 448, "batch 2");
-        for b in [0, 2] {
-            assert_eq!(p.buffers[b].bytes, before.buffers[b].bytes);
-        }
+        let buffer =
+            |first, last| Buffer { bytes: 100, channels: 1, plane_bytes: 100, offset: 0, first, last };
+        let offsets = p.place_after(vec![buffer(0, 1), buffer(2, 3), buffer(1, 2)]);
+        let base = before.peak_bytes.next_multiple_of(ALIGN);
+        assert_eq!(offsets[..2], [base, base], "steps 0-1 and 2-3 share bytes");
+        assert_eq!(offsets[2], base + 128, "steps 1-2 overlap both, at the next line");
+        assert_eq!(p.peak_bytes, base + 228);
+        assert_eq!(p.buffers, before.buffers);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! buffer; pixel `(y, x)` of the bordered plane is vector `y * cols + x` of the block.
 
 use ir::{Activation, Graph, NodeId, Op, Value};
-use passes::plan::{Placement, Plan};
+use passes::plan::{Buffer, Placement, Plan};
 
 use crate::emit::{Function, Ty};
 use crate::kernels::geometry::Window;
@@ -121,8 +121,8 @@ pub(crate) fn depthwise_after(graph: &Graph, id: NodeId) -> Option<NodeId> {
     }
 }
 
-/// The values of `graph` to lay out blocked for vectors of `lanes`, each with its layout, and
-/// `plan` grown to hold them: the output of every 1x1 convolution whose kernel (`groups`)
+/// The values of `graph` to lay out blocked for vectors of `lanes`, each with its layout, placed
+/// after `plan`'s buffers: the output of every 1x1 convolution whose kernel (`groups`)
 /// writes it whole, that `blocked(conv)` says to block, and that only a depthwise convolution
 /// reads, its channels filling whole blocks.
 pub(crate) fn choose(
@@ -157,18 +157,31 @@ pub(crate) fn choose(
         let ys = graph.shape(Value { node: reader, port: 0 }).dims();
         chosen.push((v, Blocked::bordered(Window::of_conv(depthwise, xs, ys), lanes)));
     }
-    let buffer = |plan: &Plan, v: &Value| match plan.placements[v] {
-        Placement::Whole(b) => b,
-        Placement::Planes(_) => unreachable!("only whole buffers are chosen"),
-    };
-    let wanted: Vec<(usize, usize)> =
-        chosen.iter().map(|(v, b)| (buffer(plan, v), b.plane_bytes())).collect();
-    plan.reserve_planes(&wanted);
-    for (v, blocked) in &mut chosen {
-        let placed = &plan.buffers[buffer(plan, v)];
-        blocked.offset = placed.offset;
-        blocked.item_bytes = placed.channels * placed.plane_bytes;
-        blocked.block_bytes = lanes * placed.plane_bytes;
+    // Each blocked value in a region of its own after the planned buffers, alive as long as
+    // the buffer planned for it.
+    let extra: Vec<Buffer> = chosen
+        .iter()
+        .map(|(v, blocked)| {
+            let Placement::Whole(b) = plan.placements[v] else {
+                unreachable!("only whole buffers are chosen")
+            };
+            let planned = &plan.buffers[b];
+            let plane_bytes = blocked.plane_bytes().next_multiple_of(64);
+            let items = graph.shape(*v).batch();
+            Buffer {
+                bytes: items * planned.channels * plane_bytes,
+                plane_bytes,
+                offset: 0,
+                ..planned.clone()
+            }
+        })
+        .collect();
+    let planes: Vec<(usize, usize)> = extra.iter().map(|b| (b.channels, b.plane_bytes)).collect();
+    let offsets = plan.place_after(extra);
+    for (((_, blocked), offset), (channels, plane_bytes)) in chosen.iter_mut().zip(offsets).zip(planes) {
+        blocked.offset = offset;
+        blocked.item_bytes = channels * plane_bytes;
+        blocked.block_bytes = lanes * plane_bytes;
     }
     chosen
 }
