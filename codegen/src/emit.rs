@@ -388,32 +388,6 @@ impl Function {
         )
     }
 
-    /// The transpose of the square matrix whose rows are the `lanes`-wide vectors `rows`
-    /// (`lanes` of them, a power of two): vector `j` of the result holds lane `j` of every row.
-    /// log2(lanes) stages, each exchanging the off-diagonal blocks of pairs of rows (see
-    /// [`transpose_picks`]).
-    pub fn transpose(&mut self, rows: &[String], lanes: usize) -> Vec<String> {
-        assert!(lanes.is_power_of_two() && rows.len() == lanes, "{} rows of {lanes} lanes", rows.len());
-        let ty = Ty::Vector(lanes).name();
-        let mut v = rows.to_vec();
-        let mut step = 1;
-        while step < lanes {
-            let (low, high) = transpose_picks(lanes, step);
-            for i in (0..lanes).filter(|i| i & step == 0) {
-                let (a, b) = (v[i].clone(), v[i | step].clone());
-                for (slot, picks) in [(i, &low), (i | step, &high)] {
-                    let picks: Vec<String> = picks.iter().map(|j| format!("i32 {j}")).collect();
-                    v[slot] = self.let_(
-                        "tr",
-                        format!("shufflevector {ty} {a}, {ty} {b}, <{lanes} x i32> <{}>", picks.join(", ")),
-                    );
-                }
-            }
-            step *= 2;
-        }
-        v
-    }
-
     /// `ceil(a / b)` of unsigned `i64`s.
     pub fn ceil_div(&mut self, a: &str, b: usize) -> String {
         let up = self.int("add", a, b - 1);
@@ -424,16 +398,6 @@ impl Function {
     pub fn finish(self, signature: &str) -> String {
         format!("{signature} {{\nentry:\n{}{}  ret void\n}}\n", self.allocas, self.body)
     }
-}
-
-/// The lanes one stage of [`Function::transpose`] picks from a pair of rows `a` (the one whose
-/// index has bit `step` clear) and `b` (lanes `lanes..` of the pair): the new `a` keeps its
-/// lanes with bit `step` clear and takes `b`'s lanes `step` below the others; the new `b`
-/// takes `a`'s lanes `step` above its clear ones and keeps its own set ones.
-fn transpose_picks(lanes: usize, step: usize) -> (Vec<usize>, Vec<usize>) {
-    let low = (0..lanes).map(|l| if l & step == 0 { l } else { lanes + l - step }).collect();
-    let high = (0..lanes).map(|l| if l & step == 0 { l + step } else { lanes + l }).collect();
-    (low, high)
 }
 
 /// The constant mask of the valid lanes of a row's last vector, when `width` leaves one
@@ -529,33 +493,6 @@ mod tests {
     fn constants_are_exact() {
         assert_eq!(float(1.0), "0x3FF0000000000000");
         assert_eq!(float(0.1), format!("0x{:016X}", f64::from(0.1f32).to_bits()));
-    }
-
-    #[test]
-    fn transpose_stages_transpose() {
-        for lanes in [2, 4, 8, 16] {
-            // Element (row i, lane l) is i * lanes + l; the stages applied to them in turn.
-            let mut rows: Vec<Vec<usize>> =
-                (0..lanes).map(|i| (i * lanes..(i + 1) * lanes).collect()).collect();
-            let mut step = 1;
-            while step < lanes {
-                let (low, high) = transpose_picks(lanes, step);
-                for i in (0..lanes).filter(|i| i & step == 0) {
-                    let pair: Vec<usize> = rows[i].iter().chain(&rows[i | step]).copied().collect();
-                    rows[i] = low.iter().map(|&j| pair[j]).collect();
-                    rows[i | step] = high.iter().map(|&j| pair[j]).collect();
-                }
-                step *= 2;
-            }
-            for (j, row) in rows.iter().enumerate() {
-                let column: Vec<usize> = (0..lanes).map(|i| i * lanes + j).collect();
-                assert_eq!(*row, column, "{lanes} lanes");
-            }
-        }
-        let mut f = Function::new();
-        let rows: Vec<String> = (0..8).map(|i| format!("%r{i}")).collect();
-        assert_eq!(f.transpose(&rows, 8).len(), 8);
-        assert_eq!(f.finish("define void @t()").matches("shufflevector").count(), 24, "3 stages of 8");
     }
 
     #[test]

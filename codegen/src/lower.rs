@@ -18,7 +18,6 @@ use passes::plan::{Placement, Plan};
 use crate::Error;
 use crate::emit::{self, Function};
 use crate::epilogue::{Chain, Step};
-use crate::kernels::blocked::Blocked;
 use crate::kernels::classifier;
 use crate::schedule::{self, Schedule, Schedules};
 use crate::target::Isa;
@@ -84,21 +83,12 @@ pub fn lower(
     // Inference kernels address every plane through the plan, so a network's planes can be
     // padded; training kernels read some buffers as flat arrays.
     let mut padded = plan.clone();
-    let training = graph.node_ids().any(|id| matches!(graph.node(id).op, Op::Train(_)));
-    if !training {
+    if !graph.node_ids().any(|id| matches!(graph.node(id).op, Op::Train(_))) {
         padded.pad_planes();
     }
-    let groups = kernel_groups(graph, &padded, true);
-    let blocked = match training {
-        true => Vec::new(),
-        false => crate::kernels::blocked::choose(graph, &groups, &mut padded, isa.lanes, &|id| {
-            schedules.get(graph, id, isa).sweep == schedule::Sweep::Blocked
-        }),
-    };
     let plan = &padded;
     let mut l = Lowering::new(graph, weights, plan, isa, symbol);
     l.schedules = schedules;
-    l.blocked = blocked.into_iter().collect();
     let inputs = input_values(graph);
     let read_only = |(user, _, _): &(NodeId, usize, usize)| {
         matches!(graph.node(*user).op, Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_) | Op::Linear { .. })
@@ -115,7 +105,7 @@ pub fn lower(
             l.copy_external(f, &inputs, "%in", true)
         }),
     }
-    for group in groups {
+    for group in kernel_groups(graph, plan, true) {
         l.step(group.info, |l, f| l.kernel(f, group.id, &group.chain, group.classifier.as_ref()))?;
     }
     l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
@@ -210,8 +200,6 @@ pub(crate) struct Lowering<'a> {
     scratch_bytes: usize,
     /// The input, when kernels read it from the caller's array (`%in`, NCHW) instead of a copy.
     external_input: Option<Value>,
-    /// Values laid out channel-blocked for the depthwise convolution that reads them.
-    pub blocked: BTreeMap<Value, Blocked>,
 }
 
 /// Task counts are rounded up to a multiple of this, so that two or four threads claiming
@@ -279,7 +267,6 @@ impl<'a> Lowering<'a> {
             names: 0,
             scratch_bytes: 0,
             external_input: None,
-            blocked: BTreeMap::new(),
         }
     }
 
@@ -484,12 +471,8 @@ impl<'a> Lowering<'a> {
             Op::Conv(conv) => {
                 let x = self.graph.operands(id)[0];
                 let cin = self.graph.shape(x).channels();
-                if let Some(&layout) = self.blocked.get(&chain.output(id)) {
-                    self.blocked_pointwise(f, id, chain, layout);
-                } else if crate::kernels::gemm::pointwise(conv) {
+                if crate::kernels::gemm::pointwise(conv) {
                     self.pointwise_conv(f, id, chain);
-                } else if let Some(&layout) = self.blocked.get(&x) {
-                    self.blocked_depthwise(f, id, chain, layout);
                 } else if crate::kernels::window::depthwise(conv, cin) {
                     self.window(f, id, chain);
                 } else if crate::kernels::direct::suits(conv, cin) {

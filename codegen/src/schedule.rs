@@ -55,17 +55,10 @@ pub enum Sweep {
     /// channel order reads them once per pixel tile, from memory once the rest of the network
     /// has evicted them.
     PackedPixels,
-    /// For a 1x1 convolution whose output only a depthwise convolution reads: that output
-    /// written channel-blocked, `lanes` channels per vector, bordered by the depthwise
-    /// convolution's padding, which then reads each tap of `lanes` channels as one vector (see
-    /// `kernels::blocked`); the tile is its own. Elsewhere, as `Channels`. Only `archc tune`
-    /// chooses it, timing the pair both ways: measured faster for MobileNet V2's stride-2
-    /// depthwise convolutions, slower for most of ShuffleNet V2's.
-    Blocked,
 }
 
 /// Bytes of operand that stay in L2 (half of the smallest L2 of the CPUs archc targets).
-pub(crate) const L2_BYTES: usize = 256 << 10;
+const L2_BYTES: usize = 256 << 10;
 
 /// Input bytes past which a 1x1 convolution streams its input rows ([`Sweep::Streamed`]):
 /// four times what stays in L2.
@@ -137,13 +130,6 @@ impl Schedule {
         if pointwise || winograd {
             methods.extend([(true, Sweep::Channels), (true, Sweep::Pixels)]);
         }
-        // The blocked product has its own tile: one candidate.
-        let whole_blocks = graph.shape(Value { node: id, port: 0 }).channels().is_multiple_of(isa.lanes);
-        let blocked = (pointwise
-            && conv.groups == 1
-            && whole_blocks
-            && crate::kernels::blocked::depthwise_after(graph, id).is_some())
-        .then_some(Schedule { sweep: Sweep::Blocked, ..default });
         if !pointwise {
             methods.push((false, Sweep::Channels));
         }
@@ -156,28 +142,12 @@ impl Schedule {
                 }
             }
         }
-        all.extend(blocked);
         all
     }
 }
 
-/// The key a convolution's schedule is recorded under: everything its kernels depend on, and
-/// for a 1x1 convolution read by a depthwise one (which a [`Sweep::Blocked`] schedule changes
-/// too), that one's key after `then`.
+/// The key a convolution's schedule is recorded under: everything its kernels depend on.
 pub fn kernel_key(graph: &Graph, id: NodeId) -> Option<String> {
-    let key = conv_key(graph, id)?;
-    let after = crate::kernels::blocked::depthwise_after(graph, id).filter(|_| match &graph.node(id).op {
-        Op::Conv(conv) => crate::kernels::gemm::pointwise(conv),
-        _ => false,
-    });
-    match after.and_then(|depthwise| conv_key(graph, depthwise)) {
-        Some(then) => Some(format!("{key} then {then}")),
-        None => Some(key),
-    }
-}
-
-/// The shape, window and groups of convolution `id`.
-fn conv_key(graph: &Graph, id: NodeId) -> Option<String> {
     let Op::Conv(conv) = &graph.node(id).op else { return None };
     let x = graph.shape(graph.operands(id)[0]).dims();
     let y = graph.shape(Value { node: id, port: 0 }).dims();

@@ -107,21 +107,17 @@ pub fn tune(
         let mut input = HugeBuffer::zeroed(models[0].input_shape().iter().product());
         input.fill(0.5);
         let mut output = vec![0.0; models[0].output_shape().iter().product()];
-        // The steps that compute (the copies in and out multiply nothing), whatever the passes
-        // named them: the convolution's, and the depthwise convolution's after it.
-        let computing: Vec<usize> =
-            (0..models[0].steps().len()).filter(|&i| models[0].steps()[i].macs > 0).collect();
-        let mut run = |model: &mut CompiledModel| {
-            let steps = model.run_profiled(&input, &mut output);
-            computing.iter().map(|&i| steps[i]).sum::<Duration>()
-        };
+        // The convolution's step: the one that computes (the copies in and out multiply nothing),
+        // whatever the passes named it.
+        let steps = models[0].steps();
+        let step = (0..steps.len()).max_by_key(|&i| steps[i].macs).expect("a compiled model has steps");
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); models.len()];
         for _ in 0..options.rounds.max(1) {
             for (model, times) in models.iter_mut().zip(&mut times) {
-                let per_run = run(model).max(Duration::from_micros(1));
+                let per_run = model.run_profiled(&input, &mut output)[step].max(Duration::from_micros(1));
                 let runs =
                     (options.per_round.as_secs_f64() / per_run.as_secs_f64()).clamp(1.0, 1000.0) as usize;
-                times.extend((0..runs).map(|_| run(model)));
+                times.extend((0..runs).map(|_| model.run_profiled(&input, &mut output)[step]));
             }
         }
         let times = candidates.into_iter().zip(times.iter().map(|t| Timing::of(t).median_ms)).collect();
@@ -130,21 +126,14 @@ pub fn tune(
     Ok(tuned)
 }
 
-/// A network of convolution `id` of `graph` alone (its input shape, its parameters), followed,
-/// where its key names one, by the depthwise convolution that reads it: a blocked schedule
-/// changes both.
+/// A network of convolution `id` of `graph` alone: its input shape, its parameters.
 fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let x = graph.shape(graph.operands(id)[0]).clone();
     let mut alone = Graph::new("tune");
     let input = alone.add_input("x", x, None);
     let op: Op = graph.node(id).op.clone();
-    let mut out: Vec<Value> =
+    let out: Vec<Value> =
         alone.add(op, &[input], "conv", None).expect("the shapes fit as they did in the network");
-    let paired = kernel_key(graph, id).is_some_and(|key| key.contains(" then "));
-    if let Some(depthwise) = crate::kernels::blocked::depthwise_after(graph, id).filter(|_| paired) {
-        let op = graph.node(depthwise).op.clone();
-        out = alone.add(op, &out, "depthwise", None).expect("the shapes fit as they did in the network");
-    }
     alone.set_outputs(out);
     alone
 }

@@ -165,85 +165,6 @@ fn kernels_match_eval() {
     });
 }
 
-/// Pairs of a 1x1 convolution and the depthwise convolution that reads its output, which a
-/// blocked schedule lays out channel-blocked (channels a multiple of the lanes, 8 or 16),
-/// bordered by the depthwise padding.
-const BLOCKED: &[(&str, [usize; 3], &str)] = &[
-    // Twice in a row, borders of 1 then 2, so that the arena bytes of the second's border held
-    // the first's values.
-    (
-        "blocked_in_sequence",
-        [5, 13, 11],
-        "Conv(out: 16, kernel: 1, bn: true, act: Relu6), Conv(out: 16, kernel: 3, groups: 16, bn: true, act: Relu), \
-         Conv(out: 32, kernel: 1, act: Relu), Conv(out: 32, kernel: 5, stride: 2, groups: 32, bias: true)",
-    ),
-    // 24 channels: blocked on 8 lanes, not on 16; a 5x5 dilated window reaching past the plane.
-    (
-        "blocked_dilated",
-        [6, 15, 9],
-        "Conv(out: 24, kernel: 1, bias: true), Conv(out: 24, kernel: 5, stride: 2, padding: 3, dilation: 2, groups: 24)",
-    ),
-    // The depthwise output adds a residual in place: its rows' tails cannot spill.
-    (
-        "blocked_residual",
-        [16, 7, 9],
-        r#"Alias(name: "x"), Conv(out: 16, kernel: 1, act: Relu), Conv(name: "d", out: 16, kernel: 3, groups: 16),
-           Add(["x", "d"]), Relu"#,
-    ),
-    (
-        "blocked_one_row",
-        [8, 1, 13],
-        "Conv(out: 16, kernel: 1), Conv(out: 16, kernel: 3, groups: 16, act: Relu)",
-    ),
-    (
-        "blocked_one_column",
-        [8, 11, 1],
-        "Conv(out: 16, kernel: 1), Conv(out: 16, kernel: 3, stride: 2, groups: 16)",
-    ),
-    // Weights past L2 (520 x 128): channel tiles in turn over packed panels of input pixels, an
-    // odd block of 8 channels left over, a tail of 5 pixels.
-    (
-        "blocked_heavy_weights",
-        [128, 5, 7],
-        "Conv(out: 520, kernel: 1, act: Relu6), Conv(out: 520, kernel: 3, stride: 2, groups: 520, bn: true)",
-    ),
-];
-
-#[test]
-fn blocked_pairs_match_eval() {
-    let target = codegen::Target::host();
-    ir::testing::for_each_parallel(BLOCKED, |&(name, shape, body)| {
-        let (graph, weights, input, expected) = case(name, shape, body);
-        let opt = passes::optimize(&graph, &weights, Level::O2, None);
-        let mut schedules = codegen::schedule::Schedules::default();
-        let mut pairs = 0;
-        for (key, id) in codegen::tune::tunable(&opt.graph, &target) {
-            let candidates = codegen::schedule::Schedule::candidates(&opt.graph, id, target.isa());
-            let blocked = candidates.iter().find(|s| s.sweep == codegen::schedule::Sweep::Blocked);
-            pairs += usize::from(blocked.is_some());
-            schedules.insert(key, *blocked.unwrap_or(&candidates[0]));
-        }
-        // 24 channels fill no block of 16 lanes.
-        let lanes = target.isa().lanes;
-        assert!(pairs > 0 || (name == "blocked_dilated" && lanes == 16), "{name}: no blocked pair");
-        let mut model = codegen::CompiledModel::compile_tuned(
-            &target,
-            &opt.graph,
-            &opt.weights,
-            &opt.plan,
-            0,
-            &schedules,
-        )
-        .unwrap();
-        for threads in [1, 3] {
-            model.set_threads(threads);
-            let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
-            let err = out.relative_error(&expected[0]);
-            assert!(err < 1e-4, "{name} on {threads} threads: {err}");
-        }
-    });
-}
-
 /// Convolutions with a choice of schedule, each with odd shapes.
 const TUNABLE: &[(&str, [usize; 3], &str)] = &[
     ("pointwise", [13, 5, 7], "Conv(out: 29, kernel: 1, bias: true, act: Relu)"),
@@ -256,12 +177,6 @@ const TUNABLE: &[(&str, [usize; 3], &str)] = &[
     ),
     ("winograd", [9, 7, 11], "Conv(out: 19, kernel: 3, bias: true, act: Relu)"),
     ("shifted", [7, 9, 21], "Conv(out: 9, kernel: 5, padding: 2)"),
-    // Blocked or not, the depthwise convolution reading the 1x1 one computes the same.
-    (
-        "pointwise then depthwise",
-        [12, 9, 11],
-        "Conv(out: 16, kernel: 1, act: Relu6), Conv(out: 16, kernel: 3, stride: 2, groups: 16)",
-    ),
     ("im2col", [9, 8, 7], "Conv(out: 11, kernel: 3, stride: 2, padding: 1)"),
 ];
 
@@ -284,7 +199,6 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
             Sweep::Pixels,
             Sweep::Packed,
             Sweep::PackedPixels,
-            Sweep::Blocked,
         ];
         for sweep in sweeps {
             let named = codegen::schedule::Schedule { sweep, ..candidates[0] };

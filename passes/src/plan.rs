@@ -46,15 +46,6 @@ pub struct Buffer {
     pub last: usize,
 }
 
-impl Buffer {
-    /// Makes its planes `plane_bytes` apart, and its size what its items then take.
-    fn set_plane_bytes(&mut self, plane_bytes: usize) {
-        let items = self.bytes / (self.channels * self.plane_bytes);
-        self.plane_bytes = plane_bytes;
-        self.bytes = items * self.channels * plane_bytes;
-    }
-}
-
 /// Where a value's data is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -91,21 +82,12 @@ impl Plan {
     pub fn pad_planes(&mut self) {
         for b in &mut self.buffers {
             if b.plane_bytes >= PADDED_FROM {
-                b.set_plane_bytes((b.plane_bytes.div_ceil(ALIGN) | 1) * ALIGN);
+                let items = b.bytes / (b.channels * b.plane_bytes);
+                b.plane_bytes = (b.plane_bytes.div_ceil(ALIGN) | 1) * ALIGN;
+                b.bytes = items * b.channels * b.plane_bytes;
             }
         }
         self.peak_bytes = assign_offsets(&mut self.buffers);
-    }
-
-    /// Places `extra` buffers (their offsets ignored) in a region after every planned buffer,
-    /// sharing it as their lifetimes allow, and returns their offsets. The planned buffers stay
-    /// where they are: kernels that lay a value out otherwise (bordered, so larger) move it
-    /// there, and the rest of the arena keeps the cache behaviour it was measured with (placing
-    /// every buffer again around the larger ones cost ShuffleNet V2 1.5x 1.8%).
-    pub fn place_after(&mut self, mut extra: Vec<Buffer>) -> Vec<usize> {
-        let base = self.peak_bytes.next_multiple_of(ALIGN);
-        self.peak_bytes = base + assign_offsets(&mut extra);
-        extra.iter().map(|b| base + b.offset).collect()
     }
 
     /// Checks the plan's invariant: buffers alive at the same time never share arena bytes,
@@ -317,21 +299,6 @@ mod tests {
         assert!(p.views.contains(&reshapes[0]), "[4, 64] keeps the 4 channels of [4, 8, 8]");
         assert!(!p.views.contains(&reshapes[1]), "[2, 128] regroups them");
         assert_eq!(p.moved_bytes, 4 * 8 * 8 * 4);
-    }
-
-    #[test]
-    fn buffers_placed_after_share_their_region_by_lifetime_and_move_nothing() {
-        let g = crate::test_network(1, 3, 8, "Conv(out: 5, kernel: 3), Conv(out: 6, kernel: 1)");
-        let mut p = plan(&g, true);
-        let before = p.clone();
-        let buffer =
-            |first, last| Buffer { bytes: 100, channels: 1, plane_bytes: 100, offset: 0, first, last };
-        let offsets = p.place_after(vec![buffer(0, 1), buffer(2, 3), buffer(1, 2)]);
-        let base = before.peak_bytes.next_multiple_of(ALIGN);
-        assert_eq!(offsets[..2], [base, base], "steps 0-1 and 2-3 share bytes");
-        assert_eq!(offsets[2], base + 128, "steps 1-2 overlap both, at the next line");
-        assert_eq!(p.peak_bytes, base + 228);
-        assert_eq!(p.buffers, before.buffers);
     }
 
     #[test]

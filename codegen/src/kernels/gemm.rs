@@ -47,7 +47,7 @@ pub(crate) fn pointwise(conv: &ir::Conv) -> bool {
 
 /// Packs the `rows x k` row-major matrix `w` into micro-tiles of `tile_rows` rows:
 /// `[tile][k][tile_rows]`, zero-padded.
-pub(crate) fn pack(w: &[f32], rows: usize, k: usize, tile_rows: usize) -> Vec<f32> {
+fn pack(w: &[f32], rows: usize, k: usize, tile_rows: usize) -> Vec<f32> {
     let tiles = rows.div_ceil(tile_rows);
     let mut packed = vec![0.0; tiles * k * tile_rows];
     for r in 0..rows {
@@ -352,7 +352,7 @@ impl Lowering<'_> {
             f.count(&count, |f, i| {
                 let t = f.int("add", &first_tile, i);
                 let (pt, mt) = match pr.sweep {
-                    Sweep::Channels | Sweep::Streamed | Sweep::Panel | Sweep::Packed | Sweep::Blocked => {
+                    Sweep::Channels | Sweep::Streamed | Sweep::Panel | Sweep::Packed => {
                         (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
                     }
                     Sweep::Pixels | Sweep::PackedPixels => {

@@ -1,8 +1,5 @@
 //! The kernels a step can run, each an `impl Lowering` block that writes LLVM IR.
 
-pub(crate) mod blocked;
-mod blocked_depthwise;
-mod blocked_pointwise;
 pub(crate) mod classifier;
 pub mod direct;
 pub mod elementwise;
