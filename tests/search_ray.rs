@@ -88,6 +88,13 @@ fn candidates(dir: &Path) -> Vec<serde_json::Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// The errors of the evaluations the journal in `dir` records as failed.
+fn failures(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let events = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    events.filter(|e| e["event"] == "failed").map(|e| e.to_string()).collect()
+}
+
 fn finished_per_key(dir: &Path) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for line in std::fs::read_to_string(dir.join("journal.jsonl")).unwrap().lines() {
@@ -99,14 +106,26 @@ fn finished_per_key(dir: &Path) -> HashMap<String, usize> {
     counts
 }
 
-/// The pid of a process whose command line contains `needle`, with its parent's pid.
-fn find_process(needle: &str) -> Option<(u32, u32)> {
+/// The command line of process `pid`, its arguments joined by spaces.
+fn command_line(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+}
+
+/// The pid of a process whose command line contains `needle` and whose parent's contains
+/// `parent_needle`, with its parent's pid.
+fn find_process(needle: &str, parent_needle: &str) -> Option<(u32, u32)> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let parent = stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()?;
+        if !command_line(pid).contains(needle) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some(parent) = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        else {
+            continue;
+        };
+        if command_line(parent).contains(parent_needle) {
             return Some((pid, parent));
         }
     }
@@ -156,7 +175,9 @@ fn searches_on_ray_like_locally_and_survives_killed_workers_and_drivers() {
     let until = Instant::now() + Duration::from_secs(60);
     let mut killed = false;
     while !killed && Instant::now() < until {
-        if let Some((_, ray_worker)) = find_process("search-worker") {
+        // A worker that a Ray task evaluates with now (Ray titles a worker process running a
+        // task `ray::<task>`, an idle one `ray::IDLE`), not one left from an earlier search.
+        if let Some((_, ray_worker)) = find_process("search-worker", "ray::evaluate") {
             let status = Command::new("kill").args(["-9", &ray_worker.to_string()]).status().unwrap();
             killed = status.success();
         }
@@ -167,7 +188,12 @@ fn searches_on_ray_like_locally_and_survives_killed_workers_and_drivers() {
     assert!(out.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["candidates"], 4);
-    assert_eq!(summary["failed"], 0, "a killed worker's candidate was retried: {summary}");
+    assert_eq!(
+        summary["failed"],
+        0,
+        "a killed worker's candidate was retried: {:?}",
+        failures(&killed_worker)
+    );
 
     // The driver killed and resumed: nothing finished is done twice.
     let resumed = dir.path().join("resumed");

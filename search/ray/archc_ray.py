@@ -75,6 +75,12 @@ def run_worker(archc, request):
             signal_others(worker.pid, signal.SIGCONT)
             lock.close()
         os.unlink(registered)
+        # A task cancelled mid-evaluation (the search is over, or past its time limit) leaves
+        # no worker computing for no one: the Ray worker process lives on, idle, so the
+        # worker's parent-death signal does not fire.
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
     if result is None:
         stderr = worker.stderr.read()[-2000:]
         result = {
