@@ -83,25 +83,26 @@ fn search(python: &str, out: &Path, extra: &[&str]) -> Command {
     command
 }
 
-fn candidates(dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(dir.join("candidates.jsonl")).unwrap();
+/// The JSON values of file `path`, one per line.
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// The errors of the evaluations the journal in `dir` records as failed.
+fn candidates(dir: &Path) -> Vec<serde_json::Value> {
+    json_lines(&dir.join("candidates.jsonl"))
+}
+
+/// The failure events of the journal in `dir`.
 fn failures(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
-    let events = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
-    events.filter(|e| e["event"] == "failed").map(|e| e.to_string()).collect()
+    let events = json_lines(&dir.join("journal.jsonl"));
+    events.iter().filter(|e| e["event"] == "failed").map(|e| e.to_string()).collect()
 }
 
 fn finished_per_key(dir: &Path) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for line in std::fs::read_to_string(dir.join("journal.jsonl")).unwrap().lines() {
-        let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        if e["event"] == "finished" {
-            *counts.entry(format!("{}/{}", e["key"], e["stage"])).or_default() += 1;
-        }
+    for e in json_lines(&dir.join("journal.jsonl")).iter().filter(|e| e["event"] == "finished") {
+        *counts.entry(format!("{}/{}", e["key"], e["stage"])).or_default() += 1;
     }
     counts
 }
