@@ -7,7 +7,10 @@ pnnx) for ncnn. Each engine's output is checked against PyTorch's; then all engi
 interleaved (rounds of a few runs each, engines in turn, so that drift on a shared machine hits
 all alike) at each batch size and thread count. archc runs through its generated C library
 (`archc compile --emit lib`), called through ctypes, as the peers are called through their
-Python bindings. Writes a markdown table of medians and archc / best-peer ratios.
+Python bindings. Writes a markdown table of medians and archc / best-peer ratios. Rows on more
+than one thread also give the round trip of a cache line between two of the machine's cores,
+measured before each round (core_latency.c): these machines' two vCPUs move between nearby and
+distant cores, and two-thread times move with them.
 
 Run through bench/peers/run.sh, which sets up the venv.
 """
@@ -165,9 +168,27 @@ def relative_error(a, b):
     return float(np.abs(np.asarray(a).reshape(b.shape) - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def time_interleaved(engines, rounds, per_round):
+def core_round_trip(work):
+    """The round trip of a cache line between the first two CPUs this process may use, in ns, by
+    core_latency.c (compiled into `work` on first use); None with one CPU or no C compiler."""
+    probe = work / "core_latency"
+    if not probe.exists():
+        source = pathlib.Path(__file__).with_name("core_latency.c")
+        built = subprocess.run(["cc", "-O2", "-pthread", str(source), "-o", str(probe)], capture_output=True)
+        if built.returncode != 0:
+            return None
+    measured = subprocess.run([str(probe)], capture_output=True, text=True)
+    return float(measured.stdout) if measured.returncode == 0 else None
+
+
+def time_interleaved(engines, rounds, per_round, probe=None):
+    """Each engine's median ms over `rounds` rounds of `per_round` runs, and what `probe` (called
+    before each round) returned, its Nones left out."""
     samples = {name: [] for name in engines}
+    probed = []
     for _ in range(rounds):
+        if probe and (value := probe()) is not None:
+            probed.append(value)
         for name, run in engines.items():
             # Let the previous engine's spinning threads go to sleep, and wake this one's pool,
             # so that no engine is timed against another's idle threads.
@@ -177,7 +198,7 @@ def time_interleaved(engines, rounds, per_round):
                 start = time.perf_counter()
                 run()
                 samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return {name: statistics.median(s) for name, s in samples.items()}, probed
 
 
 def main():
@@ -240,13 +261,15 @@ def measure(args, name):
             errors = {n: relative_error(e(), expected) for n, e in engines.items()}
             if errors["archc"] > 1e-4:
                 sys.exit(f"{name} batch {batch}: archc differs from torch by {errors['archc']:.2e}")
-            repeats = [time_interleaved(engines, args.rounds, args.per_round) for _ in range(args.repeat)]
+            probe = (lambda: core_round_trip(args.work)) if threads > 1 else None
+            timed = [time_interleaved(engines, args.rounds, args.per_round, probe) for _ in range(args.repeat)]
+            repeats = [medians for medians, _ in timed]
             ratios = [r["archc"] / r[best_peer(r)] for r in repeats]
             medians = {n: statistics.median(r[n] for r in repeats) for n in engines}
             best = best_peer(medians)
             row = {"model": name, "batch": batch, "threads": threads, "medians_ms": medians,
                    "errors": errors, "best_peer": best, "ratio": medians["archc"] / medians[best],
-                   "repeat_ratios": ratios}
+                   "repeat_ratios": ratios, "core_round_trip_ns": [ns for _, probed in timed for ns in probed]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -264,14 +287,18 @@ def write_table(rows, path, repeat):
     isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE"
     lines = [f"Machine: {cpu} ({isa}), {len([l for l in open('/proc/cpuinfo') if l.startswith('processor')])} cores; "
              f"median ms over interleaved runs; ratio = archc / fastest peer (onnxruntime, OpenVINO, ncnn)"
-             + (f"; in brackets, the range of the ratios of {repeat} repeats." if repeat > 1 else "."), "",
-             "| model | batch | threads | " + " | ".join(ENGINES) + " | ratio |",
-             "|---|---|---|" + "---|" * len(ENGINES) + "---|"]
+             + (f"; in brackets, the range of the ratios of {repeat} repeats" if repeat > 1 else "")
+             + "; core round trip = median ns [range] of a cache line between two cores, before each round "
+               "(about 100 near, 500 far).", "",
+             "| model | batch | threads | " + " | ".join(ENGINES) + " | ratio | core round trip |",
+             "|---|---|---|" + "---|" * len(ENGINES) + "---|---|"]
     for r in rows:
         cells = [f"{r['medians_ms'][e]:.2f}" if e in r["medians_ms"] else "–" for e in ENGINES]
         spread = f" [{min(r['repeat_ratios']):.2f}-{max(r['repeat_ratios']):.2f}]" if repeat > 1 else ""
+        trips = r.get("core_round_trip_ns") or []
+        trip = f"{statistics.median(trips):.0f} [{min(trips):.0f}-{max(trips):.0f}]" if trips else "–"
         lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | " + " | ".join(cells)
-                     + f" | **{r['ratio']:.2f}**{spread} |")
+                     + f" | **{r['ratio']:.2f}**{spread} | {trip} |")
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
