@@ -40,7 +40,8 @@ enum Command {
     SearchWorker(cmd::search::WorkerArgs),
     /// Train a network with its compiled training step; write the weights as safetensors.
     Train(cmd::train::Args),
-    /// Time each convolution's candidate schedules on this machine and cache the fastest for compile and bench.
+    /// Time each convolution's candidate schedules on this machine and cache the fastest for compile and bench
+    /// (a schedule cached before stays while it measures near the fastest).
     Tune(cmd::tune::Args),
     /// Check every network of the zoo and list them with their totals.
     Zoo(cmd::zoo::Args),

@@ -328,6 +328,27 @@ fn tune_writes_the_cache_that_bench_and_compile_read() {
     }
     assert!(stdout(&out).contains(&format!("{} convolutions of", entries.len())), "{}", stdout(&out));
 
+    // A second tuning records the same kernels; a choice it keeps from the first is at most
+    // KEEP_WITHIN slower than its fastest, so than the default.
+    let again = archc(&["tune", net, "--rounds", "1", "--schedules", cache_arg]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let rewritten: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let kernels = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kernel"].as_str().unwrap().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(kernels(&rewritten), kernels(&written));
+    for e in rewritten["entries"].as_array().unwrap() {
+        let (chosen, default) = (e["median_ms"].as_f64().unwrap(), e["default_ms"].as_f64().unwrap());
+        assert!(chosen <= default * (1.0 + codegen::tune::KEEP_WITHIN), "{e}");
+    }
+
     let bench = archc(&["bench", net, "--runs", "2", "--warmup", "0", "--json", "--schedules", cache_arg]);
     assert!(bench.status.success(), "{}", stderr(&bench));
     let json: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();

@@ -274,6 +274,11 @@ impl Cache {
         self.entries.push(entry);
     }
 
+    /// The entry of kernel `kernel` on CPU `cpu` (a [`cpu_name`]), if one was recorded.
+    pub fn entry(&self, cpu: &str, kernel: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.cpu == cpu && e.kernel == kernel)
+    }
+
     /// The choices measured on `target`'s CPU.
     pub fn schedules_for(&self, target: &Target) -> Schedules {
         let cpu = cpu_name(target);

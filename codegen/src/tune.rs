@@ -2,7 +2,7 @@
 //! alone (same input shape, same parameters) under each candidate and its step timed on this
 //! machine, reading its input from memory advised for huge pages as a network's arena is,
 //! candidates taking turns in rounds so that the machine's drift hits them alike; the fastest
-//! median wins.
+//! median wins, unless the schedule recorded before measures within [`KEEP_WITHIN`] of it.
 
 use std::time::Duration;
 
@@ -12,6 +12,12 @@ use crate::bench::{LLVM_LEVEL, Timing};
 use crate::huge::HugeBuffer;
 use crate::schedule::{Schedule, Schedules, kernel_key};
 use crate::{CompiledModel, Error, Target};
+
+/// How much faster than the recorded schedule a candidate must measure to replace it. Two
+/// tunings of one convolution on these machines differ by 1-2% in their medians: a choice
+/// that followed them would flip between near-equal schedules, and the networks compiled
+/// from the cache with it, from one tuning to the next.
+pub const KEEP_WITHIN: f64 = 0.02;
 
 /// How candidates are timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +54,17 @@ impl Tuned {
     /// The default schedule's median.
     pub fn default_ms(&self) -> f64 {
         self.times[0].1
+    }
+
+    /// The schedule to record and its median: `recorded` (the cache's choice from an earlier
+    /// tuning) while it measures within [`KEEP_WITHIN`] of the fastest, else the fastest.
+    pub fn choice(&self, recorded: Option<Schedule>) -> (Schedule, f64) {
+        let (best, best_ms) = self.best();
+        recorded
+            .and_then(|r| self.times.iter().find(|(s, _)| *s == r))
+            .filter(|(_, ms)| *ms <= best_ms * (1.0 + KEEP_WITHIN))
+            .copied()
+            .unwrap_or((best, best_ms))
     }
 }
 
@@ -136,4 +153,32 @@ fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
         alone.add(op, &[input], "conv", None).expect("the shapes fit as they did in the network");
     alone.set_outputs(out);
     alone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Sweep;
+
+    fn schedule(rows: usize) -> Schedule {
+        Schedule { tile: [rows, 2], winograd: true, sweep: Sweep::Channels }
+    }
+
+    #[test]
+    fn a_recorded_schedule_stays_while_within_the_margin_of_the_fastest() {
+        let tuned = Tuned {
+            kernel: "conv".into(),
+            times: vec![(schedule(6), 1.0), (schedule(4), 0.99), (schedule(2), 0.95)],
+        };
+        assert_eq!(tuned.choice(None), (schedule(2), 0.95), "nothing recorded: the fastest");
+        assert_eq!(tuned.choice(Some(schedule(4))).0, schedule(2), "4.2% slower: replaced");
+        let close =
+            Tuned { times: vec![(schedule(6), 1.0), (schedule(4), 0.965), (schedule(2), 0.95)], ..tuned };
+        assert_eq!(
+            close.choice(Some(schedule(4))),
+            (schedule(4), 0.965),
+            "1.6% slower: kept, its own median"
+        );
+        assert_eq!(close.choice(Some(schedule(3))).0, schedule(2), "no longer a candidate: the fastest");
+    }
 }

@@ -1,5 +1,6 @@
 //! `archc tune`: times every candidate schedule of each convolution of a network on this
-//! machine and records the fastest in the schedule cache that `compile` and `bench` read.
+//! machine and records the fastest in the schedule cache that `compile` and `bench` read (a
+//! schedule recorded before stays while it measures within `KEEP_WITHIN` of the fastest).
 
 use std::io::Write;
 
@@ -46,36 +47,43 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     .with_context(|| format!("tuning {}", graph.name()))?;
     let cpu = codegen::schedule::cpu_name(&target);
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<56} {:>10} {:>10} {:>7}  fastest", "convolution", "default ms", "best ms", "gain")?;
+    writeln!(out, "{:<56} {:>10} {:>10} {:>7}  chosen", "convolution", "default ms", "chosen ms", "gain")?;
+    let kept_note =
+        format!(" (recorded before, within {}% of the fastest)", codegen::tune::KEEP_WITHIN * 100.0);
+    let mut chosen_ms = 0.0;
     for t in &tuned {
-        let (best, best_ms) = t.best();
+        // A choice recorded with the same threads stays on a near tie (see KEEP_WITHIN).
+        let recorded =
+            cache.entry(&cpu, &t.kernel).filter(|e| e.threads == options.threads).map(|e| e.schedule);
+        let (choice, ms) = t.choice(recorded);
+        chosen_ms += ms;
         writeln!(
             out,
-            "{:<56} {:>10.4} {:>10.4} {:>6.2}x  tile {}x{}, {:?} sweep{}",
+            "{:<56} {:>10.4} {:>10.4} {:>6.2}x  tile {}x{}, {:?} sweep{}{}",
             t.kernel,
             t.default_ms(),
-            best_ms,
-            t.default_ms() / best_ms,
-            best.tile[0],
-            best.tile[1],
-            best.sweep,
-            if best.winograd { "" } else { ", no winograd" },
+            ms,
+            t.default_ms() / ms,
+            choice.tile[0],
+            choice.tile[1],
+            choice.sweep,
+            if choice.winograd { "" } else { ", no winograd" },
+            if choice == t.best().0 { "" } else { &kept_note },
         )?;
         cache.record(codegen::schedule::Entry {
             cpu: cpu.clone(),
             kernel: t.kernel.clone(),
-            schedule: best,
+            schedule: choice,
             threads: options.threads,
-            median_ms: best_ms,
+            median_ms: ms,
             default_ms: t.default_ms(),
         });
     }
     cache.save(&path).with_context(|| format!("writing {}", path.display()))?;
-    let (default, best): (f64, f64) =
-        tuned.iter().map(|t| (t.default_ms(), t.best().1)).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let default: f64 = tuned.iter().map(|t| t.default_ms()).sum();
     writeln!(
         out,
-        "{} convolutions of {} tuned for {cpu} on {} thread(s): {default:.3} -> {best:.3} ms summed once each; wrote {}",
+        "{} convolutions of {} tuned for {cpu} on {} thread(s): {default:.3} -> {chosen_ms:.3} ms summed once each; wrote {}",
         tuned.len(),
         graph.name(),
         options.threads,
