@@ -32,6 +32,12 @@ from torch_parity import MODELS, build  # noqa: E402  (one definition of the see
 
 ENGINES = ["archc", "onnxruntime", "openvino", "ncnn", "torch"]
 
+# Seconds of untimed runs (one at least) after each engine's pause, before its timed runs: its
+# pool's threads slept through the pause, and their cores idled. One run of ShuffleNet V2 0.5x
+# (0.7 ms) left archc's second core cold for the five timed ones (1.09 ms on two threads,
+# against 0.71 back to back).
+WARM_UP_S = 0.02
+
 
 def archc_symbol(network_file):
     text = (ROOT / network_file).read_text()
@@ -193,7 +199,10 @@ def time_interleaved(engines, rounds, per_round, probe=None):
             # Let the previous engine's spinning threads go to sleep, and wake this one's pool,
             # so that no engine is timed against another's idle threads.
             time.sleep(0.05)
+            warm_until = time.perf_counter() + WARM_UP_S
             run()
+            while time.perf_counter() < warm_until:
+                run()
             for _ in range(per_round):
                 start = time.perf_counter()
                 run()
