@@ -1,0 +1,88 @@
+"""Two-thread A/B of builds of one network, split by where the machine's two cores sit. These
+machines' two vCPUs move between nearby cores (a cache line's round trip from one to the other
+about 100-200 ns) and distant ones (450-750 ns), and two-thread times move with them (MobileNet
+V2: 3.95-4.15 ms near, 5.3-5.5 ms far). Each segment probes the round trip
+(bench/peers/core_latency.c), then times each build for a few runs in turn; the summary gives
+each build's median and its paired ratio to the first build, over the segments after a near
+probe and after a far one.
+
+    archc compile NET.ron --emit lib -o /tmp/a        # one build
+    archc compile NET.ron --emit lib -o /tmp/b        # the other
+    python bench/ab/phases.py NAME /tmp/a /tmp/b --segments 100
+
+NAME is the network's name (the library is DIR/libNAME.so, its entry point NAME_run).
+"""
+
+import argparse
+import ctypes
+import pathlib
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def header_count(folder, name, which):
+    """The element count `which` (INPUT or OUTPUT) that the build's header defines."""
+    key = f"#define {name.upper()}_{which}_ELEMS "
+    for line in (pathlib.Path(folder) / f"{name}.h").read_text().splitlines():
+        if line.startswith(key):
+            return int(line[len(key):].strip().rstrip("uU"))
+    raise SystemExit(f"{folder}/{name}.h defines no {key.strip()}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="the network's name: DIR/lib<name>.so, <name>_run")
+    p.add_argument("dirs", nargs="+", help="library folders; ratios are against the first")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--segments", type=int, default=100)
+    p.add_argument("--runs", type=int, default=30, help="timed runs of each build per segment")
+    p.add_argument("--far", type=float, default=200.0, help="round trip (ns) from which a segment counts as far")
+    args = p.parse_args()
+
+    probe = pathlib.Path(tempfile.mkdtemp()) / "core_latency"
+    subprocess.run(["cc", "-O2", "-pthread", str(ROOT / "bench/peers/core_latency.c"), "-o", str(probe)], check=True)
+    runs = []
+    for folder in args.dirs:
+        lib = ctypes.CDLL(f"{folder}/lib{args.name}.so", mode=ctypes.RTLD_LOCAL)
+        run = getattr(lib, f"{args.name}_run")
+        run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        getattr(lib, f"{args.name}_set_threads")(args.threads)
+        runs.append(run)
+    x = np.random.default_rng(0).uniform(-1, 1, header_count(args.dirs[0], args.name, "INPUT")).astype(np.float32)
+    out = np.empty(header_count(args.dirs[0], args.name, "OUTPUT"), np.float32)
+
+    segments = []  # (round trip ns, [median ms of each build])
+    for _ in range(args.segments):
+        measured = subprocess.run([str(probe)], capture_output=True, text=True)
+        if measured.returncode != 0:
+            raise SystemExit("core_latency: fewer than two CPUs")
+        medians = []
+        for run in runs:
+            run(x.ctypes.data, out.ctypes.data)
+            times = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                run(x.ctypes.data, out.ctypes.data)
+                times.append((time.perf_counter() - start) * 1e3)
+            medians.append(statistics.median(times))
+        segments.append((float(measured.stdout), medians))
+        print(f"{segments[-1][0]:6.0f} ns  " + "  ".join(f"{m:.3f}" for m in medians), flush=True)
+    for label, near in (("near", True), ("far", False)):
+        chosen = [m for ns, m in segments if (ns < args.far) == near]
+        if not chosen:
+            continue
+        print(f"{label} ({len(chosen)} segments):")
+        for i, folder in enumerate(args.dirs):
+            median = statistics.median(m[i] for m in chosen)
+            paired = statistics.median(m[i] / m[0] for m in chosen)
+            print(f"  {folder}: median {median:.3f} ms, paired ratio {paired:.3f}")
+
+
+if __name__ == "__main__":
+    main()
