@@ -14,11 +14,12 @@ cycles from the next: `--gap` sleeps between runs (0.5 ms outlasts the spin).
 """
 
 import argparse
-import ctypes
 import statistics
 import time
 
 import numpy as np
+
+import builds
 
 
 def main():
@@ -31,24 +32,10 @@ def main():
     p.add_argument("--gap", type=float, default=0.0, help="seconds to sleep before each run")
     args = p.parse_args()
 
-    runs = []
-    for folder in args.dirs:
-        lib = ctypes.CDLL(f"{folder}/lib{args.name}.so", mode=ctypes.RTLD_LOCAL)
-        run = getattr(lib, f"{args.name}_run")
-        run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        getattr(lib, f"{args.name}_set_threads")(args.threads)
-        runs.append(run)
-    # Shapes from the header: the input and output element counts.
-    header = open(f"{args.dirs[0]}/{args.name}.h").read()
-    upper = args.name.upper()
-    counts = {}
-    for line in header.splitlines():
-        for which in ("INPUT", "OUTPUT"):
-            key = f"#define {upper}_{which}_ELEMS "
-            if line.startswith(key):
-                counts[which] = int(line[len(key):].strip().rstrip("u").rstrip("U"))
-    x = np.random.default_rng(0).uniform(-1, 1, counts["INPUT"]).astype(np.float32)
-    outputs = [np.empty(counts["OUTPUT"], np.float32) for _ in runs]
+    runs = builds.load(args.name, args.dirs, args.threads)
+    inputs, outputs_count = builds.element_counts(args.dirs[0], args.name)
+    x = np.random.default_rng(0).uniform(-1, 1, inputs).astype(np.float32)
+    outputs = [np.empty(outputs_count, np.float32) for _ in runs]
 
     times = [[] for _ in runs]
     for r in range(args.warmup + args.runs):

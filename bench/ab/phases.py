@@ -14,7 +14,6 @@ NAME is the network's name (the library is DIR/libNAME.so, its entry point NAME_
 """
 
 import argparse
-import ctypes
 import pathlib
 import statistics
 import subprocess
@@ -23,16 +22,9 @@ import time
 
 import numpy as np
 
+import builds
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def header_count(folder, name, which):
-    """The element count `which` (INPUT or OUTPUT) that the build's header defines."""
-    key = f"#define {name.upper()}_{which}_ELEMS "
-    for line in (pathlib.Path(folder) / f"{name}.h").read_text().splitlines():
-        if line.startswith(key):
-            return int(line[len(key):].strip().rstrip("uU"))
-    raise SystemExit(f"{folder}/{name}.h defines no {key.strip()}")
 
 
 def main():
@@ -47,15 +39,10 @@ def main():
 
     probe = pathlib.Path(tempfile.mkdtemp()) / "core_latency"
     subprocess.run(["cc", "-O2", "-pthread", str(ROOT / "bench/peers/core_latency.c"), "-o", str(probe)], check=True)
-    runs = []
-    for folder in args.dirs:
-        lib = ctypes.CDLL(f"{folder}/lib{args.name}.so", mode=ctypes.RTLD_LOCAL)
-        run = getattr(lib, f"{args.name}_run")
-        run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        getattr(lib, f"{args.name}_set_threads")(args.threads)
-        runs.append(run)
-    x = np.random.default_rng(0).uniform(-1, 1, header_count(args.dirs[0], args.name, "INPUT")).astype(np.float32)
-    out = np.empty(header_count(args.dirs[0], args.name, "OUTPUT"), np.float32)
+    runs = builds.load(args.name, args.dirs, args.threads)
+    inputs, outputs = builds.element_counts(args.dirs[0], args.name)
+    x = np.random.default_rng(0).uniform(-1, 1, inputs).astype(np.float32)
+    out = np.empty(outputs, np.float32)
 
     segments = []  # (round trip ns, [median ms of each build])
     for _ in range(args.segments):
