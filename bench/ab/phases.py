@@ -16,7 +16,7 @@ NAME is the network's name (the library is DIR/libNAME.so, its entry point NAME_
 import argparse
 import pathlib
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 
@@ -24,7 +24,8 @@ import numpy as np
 
 import builds
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "peers"))
+import core_latency  # noqa: E402  (bench/peers/core_latency.py)
 
 
 def main():
@@ -37,8 +38,7 @@ def main():
     p.add_argument("--far", type=float, default=200.0, help="round trip (ns) from which a segment counts as far")
     args = p.parse_args()
 
-    probe = pathlib.Path(tempfile.mkdtemp()) / "core_latency"
-    subprocess.run(["cc", "-O2", "-pthread", str(ROOT / "bench/peers/core_latency.c"), "-o", str(probe)], check=True)
+    work = tempfile.mkdtemp()
     runs = builds.load(args.name, args.dirs, args.threads)
     inputs, outputs = builds.element_counts(args.dirs[0], args.name)
     x = np.random.default_rng(0).uniform(-1, 1, inputs).astype(np.float32)
@@ -46,9 +46,9 @@ def main():
 
     segments = []  # (round trip ns, [median ms of each build])
     for _ in range(args.segments):
-        measured = subprocess.run([str(probe)], capture_output=True, text=True)
-        if measured.returncode != 0:
-            raise SystemExit("core_latency: fewer than two CPUs")
+        ns = core_latency.round_trip(work)
+        if ns is None:
+            raise SystemExit("core_latency: fewer than two CPUs, or no C compiler")
         medians = []
         for run in runs:
             run(x.ctypes.data, out.ctypes.data)
@@ -58,7 +58,7 @@ def main():
                 run(x.ctypes.data, out.ctypes.data)
                 times.append((time.perf_counter() - start) * 1e3)
             medians.append(statistics.median(times))
-        segments.append((float(measured.stdout), medians))
+        segments.append((ns, medians))
         print(f"{segments[-1][0]:6.0f} ns  " + "  ".join(f"{m:.3f}" for m in medians), flush=True)
     for label, near in (("near", True), ("far", False)):
         chosen = [m for ns, m in segments if (ns < args.far) == near]

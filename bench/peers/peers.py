@@ -30,6 +30,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from torch_parity import MODELS, build  # noqa: E402  (one definition of the seeded models)
 
+import core_latency  # noqa: E402  (beside this file)
+
 ENGINES = ["archc", "onnxruntime", "openvino", "ncnn", "torch"]
 
 # Seconds of untimed runs (one at least) after each engine's pause, before its timed runs: its
@@ -174,19 +176,6 @@ def relative_error(a, b):
     return float(np.abs(np.asarray(a).reshape(b.shape) - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def core_round_trip(work):
-    """The round trip of a cache line between the first two CPUs this process may use, in ns, by
-    core_latency.c (compiled into `work` on first use); None with one CPU or no C compiler."""
-    probe = work / "core_latency"
-    if not probe.exists():
-        source = pathlib.Path(__file__).with_name("core_latency.c")
-        built = subprocess.run(["cc", "-O2", "-pthread", str(source), "-o", str(probe)], capture_output=True)
-        if built.returncode != 0:
-            return None
-    measured = subprocess.run([str(probe)], capture_output=True, text=True)
-    return float(measured.stdout) if measured.returncode == 0 else None
-
-
 def time_interleaved(engines, rounds, per_round, probe=None):
     """Each engine's median ms over `rounds` rounds of `per_round` runs, and what `probe` (called
     before each round) returned, its Nones left out."""
@@ -270,7 +259,7 @@ def measure(args, name):
             errors = {n: relative_error(e(), expected) for n, e in engines.items()}
             if errors["archc"] > 1e-4:
                 sys.exit(f"{name} batch {batch}: archc differs from torch by {errors['archc']:.2e}")
-            probe = (lambda: core_round_trip(args.work)) if threads > 1 else None
+            probe = (lambda: core_latency.round_trip(args.work)) if threads > 1 else None
             timed = [time_interleaved(engines, args.rounds, args.per_round, probe) for _ in range(args.repeat)]
             repeats = [medians for medians, _ in timed]
             ratios = [r["archc"] / r[best_peer(r)] for r in repeats]
