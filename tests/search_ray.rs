@@ -1,8 +1,9 @@
 //! `archc search --executor ray` on a local Ray cluster started by the test (`ray start
 //! --head`, two CPUs, loopback only): the same seeded search gives the same candidates and
 //! accuracies as the local executor, with latencies within noise and the measuring node
-//! recorded; a Ray worker killed mid-evaluation loses no candidate; a driver killed and
-//! resumed repeats nothing. Skipped, saying so, when no Python with `ray` is found
+//! recorded; a registration left by a killed worker, whose pid now names another process, is
+//! dropped and that process never stopped; a Ray worker killed mid-evaluation loses no
+//! candidate; a driver killed and resumed repeats nothing. Skipped, saying so, when no Python with `ray` is found
 //! (`ARCHC_PYTHON`, `.venv/bin/python`, `python3`); CI installs it.
 
 use std::collections::HashMap;
@@ -143,6 +144,14 @@ fn searches_on_ray_like_locally_and_survives_killed_workers_and_drivers() {
         return;
     };
     let cluster = Cluster::start(&python);
+    // A registration left by a worker killed outright, whose pid now names another process:
+    // the timing workers must drop it, not stop that process.
+    let mut bystander = Command::new("sleep").arg("600").spawn().unwrap();
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    let node_dir = PathBuf::from(format!("/tmp/archc-ray-{uid}"));
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let stale = node_dir.join(format!("{}.pid", bystander.id()));
+    std::fs::write(&stale, "").unwrap();
     let ray_args =
         ["--executor", "ray", "--ray-address", &cluster.address, "--target-resource", "cpu_target"];
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +168,13 @@ fn searches_on_ray_like_locally_and_survives_killed_workers_and_drivers() {
     for (a, b) in here.iter().zip(&there) {
         assert_eq!(a["genome"], b["genome"], "the same candidates");
         let (ea, eb) = (&a["short"]["evaluation"], &b["short"]["evaluation"]);
-        assert_eq!(ea["accuracy"], eb["accuracy"], "{}: training is deterministic", a["name"]);
+        assert_eq!(
+            ea["accuracy"],
+            eb["accuracy"],
+            "{}: training is deterministic (on Ray: {b}; failures: {:?})",
+            a["name"],
+            failures(&on_ray)
+        );
         assert_eq!(ea["params"], eb["params"]);
         let ratio =
             ea["latency"]["median_ms"].as_f64().unwrap() / eb["latency"]["median_ms"].as_f64().unwrap();
@@ -169,6 +184,14 @@ fn searches_on_ray_like_locally_and_survives_killed_workers_and_drivers() {
             "the measuring node is recorded"
         );
     }
+
+    let kept = stale.exists();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", bystander.id())).unwrap();
+    let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+    assert!(!kept, "the registration of a process that is no worker was dropped");
+    assert_ne!(state, "T", "a process that is no worker was stopped");
 
     // A Ray worker killed while it evaluates: Ray runs the task again, nothing is lost.
     let killed_worker = dir.path().join("killed-worker");

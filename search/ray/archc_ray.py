@@ -74,7 +74,12 @@ def run_worker(archc, request):
         if lock is not None:
             signal_others(worker.pid, signal.SIGCONT)
             lock.close()
-        os.unlink(registered)
+        # Another task may have dropped the registration already, taking it for a stale one
+        # once this worker had exited.
+        try:
+            os.unlink(registered)
+        except FileNotFoundError:
+            pass
         # A task cancelled mid-evaluation (the search is over, or past its time limit) leaves
         # no worker computing for no one: the Ray worker process lives on, idle, so the
         # worker's parent-death signal does not fire.
@@ -101,14 +106,40 @@ def heal_stopped(pid):
         signal_others(pid, signal.SIGCONT)
 
 
+def is_worker(pid):
+    """Whether process ``pid`` is an archc search worker. Where there is no /proc to ask, any
+    registered process is taken for one."""
+    if not os.path.isdir("/proc"):
+        return True
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"search-worker" in f.read()
+    except OSError:
+        return False
+
+
 def signal_others(pid, sig):
-    """Sends ``sig`` to every other archc worker registered on this node."""
+    """Sends ``sig`` to every other archc worker registered on this node. A registration
+    outlives a task killed outright (Ray's retry of a dead worker, a killed node agent), and
+    its pid may name any process since: such a registration is dropped, never signalled (a
+    SIGSTOP to an unrelated process, a Ray worker say, stalled an evaluation until its time
+    limit)."""
     for name in os.listdir(NODE_DIR):
         if not name.endswith(".pid") or name == "%d.pid" % pid:
             continue
         try:
-            os.kill(int(name[:-4]), sig)
-        except (ProcessLookupError, ValueError):
+            other = int(name[:-4])
+        except ValueError:
+            continue
+        if not is_worker(other):
+            try:
+                os.unlink(os.path.join(NODE_DIR, name))
+            except FileNotFoundError:
+                pass
+            continue
+        try:
+            os.kill(other, sig)
+        except ProcessLookupError:
             pass
 
 
