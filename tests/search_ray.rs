@@ -3,8 +3,8 @@
 //! accuracies as the local executor, with latencies within noise and the measuring node
 //! recorded; a registration left by a killed worker, whose pid now names another process, is
 //! dropped and that process never stopped; a Ray worker killed mid-evaluation loses no
-//! candidate; a driver killed and resumed repeats nothing. Skipped, saying so, when no Python with `ray` is found
-//! (`ARCHC_PYTHON`, `.venv/bin/python`, `python3`); CI installs it.
+//! candidate; a driver killed and resumed repeats nothing. Skipped, saying so, when no Python
+//! with `ray` is found (`ARCHC_PYTHON`, `.venv/bin/python`, `python3`); CI installs it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -114,6 +114,13 @@ fn command_line(pid: u32) -> String {
     String::from_utf8_lossy(&cmdline).replace('\0', " ")
 }
 
+/// Field `n` of process `pid`'s `/proc/PID/stat` after its command (0: its state, 1: its
+/// parent's pid), if the process exists.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit(')').next()?.split_whitespace().nth(n)?.to_string())
+}
+
 /// The pid of a process whose command line contains `needle` and whose parent's contains
 /// `parent_needle`, with its parent's pid.
 fn find_process(needle: &str, parent_needle: &str) -> Option<(u32, u32)> {
@@ -122,11 +129,7 @@ fn find_process(needle: &str, parent_needle: &str) -> Option<(u32, u32)> {
         if !command_line(pid).contains(needle) {
             continue;
         }
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let Some(parent) = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
-        else {
-            continue;
-        };
+        let Some(parent) = stat_field(pid, 1).and_then(|p| p.parse().ok()) else { continue };
         if command_line(parent).contains(parent_needle) {
             return Some((pid, parent));
         }
@@ -186,8 +189,7 @@ fn searches_on_ray_like_locally_and_survives_killed_workers_and_drivers() {
     }
 
     let kept = stale.exists();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", bystander.id())).unwrap();
-    let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+    let state = stat_field(bystander.id(), 0).expect("the bystander still runs");
     bystander.kill().unwrap();
     bystander.wait().unwrap();
     assert!(!kept, "the registration of a process that is no worker was dropped");

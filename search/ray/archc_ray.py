@@ -22,6 +22,7 @@ import argparse
 import fcntl
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -76,10 +77,7 @@ def run_worker(archc, request):
             lock.close()
         # Another task may have dropped the registration already, taking it for a stale one
         # once this worker had exited.
-        try:
-            os.unlink(registered)
-        except FileNotFoundError:
-            pass
+        pathlib.Path(registered).unlink(missing_ok=True)
         # A task cancelled mid-evaluation (the search is over, or past its time limit) leaves
         # no worker computing for no one: the Ray worker process lives on, idle, so the
         # worker's parent-death signal does not fire.
@@ -132,10 +130,7 @@ def signal_others(pid, sig):
         except ValueError:
             continue
         if not is_worker(other):
-            try:
-                os.unlink(os.path.join(NODE_DIR, name))
-            except FileNotFoundError:
-                pass
+            pathlib.Path(NODE_DIR, name).unlink(missing_ok=True)
             continue
         try:
             os.kill(other, sig)
