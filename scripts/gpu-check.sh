@@ -3,11 +3,15 @@
 # (bench/gpu/README.md says more):
 #   scripts/gpu-check.sh prepare               here, with Rust and LLVM: builds archc and archc-gpu,
 #                                              packs them with the libraries the GPU machine lacks,
-#                                              and compiles the timed networks into gpu-bundle/
+#                                              codegen's differential test suites, and the timed
+#                                              networks compiled, into gpu-bundle/
 #   scripts/gpu-check.sh device [--no-compile] on the GPU machine, from the repository root, with
 #                                              gpu-bundle/ carried: checks every zoo network against
 #                                              the interpreter and the torchvision ones against
 #                                              PyTorch, times, prints one table
+#   scripts/gpu-check.sh cpu                   on the GPU machine likewise: runs codegen's test
+#                                              suites on its CPU, whose vector width (AVX-512 on
+#                                              most GPU hosts) the development machines lack
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +22,9 @@ PARITY=(shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5 shufflenet_v2_x
 # archc is linked to Debian's LLVM 19, which the GPU machine (Ubuntu 24.04) lacks, as it lacks
 # libz3 4: both travel compressed. Everything else libLLVM needs is there.
 LIBS=(libLLVM.so.19.1 libz3.so.4)
+# codegen's suites that compare compiled native code with the interpreter (random graphs, odd
+# shapes, every zoo network, training steps), each run with the host's kernels.
+CPU_SUITES=(kernels random_graphs zoo training)
 BUNDLE=gpu-bundle
 # The bundle and the tracked tree travel together; leave room under 64 MiB.
 LIMIT_MIB=60
@@ -40,6 +47,20 @@ prepare() {
     done
     # The timing runs on zero weights, which take as long; the checks compile their own there.
     rm "$BUNDLE"/*.weights
+    mkdir -p "$BUNDLE/suites"
+    cargo test --release -p codegen --no-run --message-format=json \
+        | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and "test" in m["target"]["kind"]:
+        print(m["target"]["name"], m["executable"])' \
+        | while read -r name exe; do
+            if [[ " ${CPU_SUITES[*]} " == *" $name "* ]]; then
+                xz -T0 -6 -c "$exe" >"$BUNDLE/suites/$name.xz"
+            fi
+        done
+    # The suites find the zoo through the path of the checkout they were built in.
+    pwd >"$BUNDLE/suites/root"
     cp "$archc" target/release/archc-gpu "$BUNDLE/"
     for lib in "${LIBS[@]}"; do
         local path
@@ -71,11 +92,7 @@ device() {
     work=$(mktemp -d)
     chmod +x "$gpu" "$archc"
     nvidia-smi -L
-    mkdir -p "$work/lib"
-    for lib in "${LIBS[@]}"; do
-        xz -dc "$BUNDLE/lib/$lib.xz" >"$work/lib/$lib"
-    done
-    export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    unpack_libs "$work"
     if "$archc" --version; then
         # Every zoo network against the interpreter, then the torchvision ones against PyTorch.
         timeout "$(left)" python3 bench/gpu/zoo_check.py --archc "$archc" --jobs 16 --json "$work/zoo.json" \
@@ -106,6 +123,50 @@ device() {
         cp "$work/gpu-check.md" "$OUT/"
     fi
     echo "device phase: $((SECONDS - start)) s"
+    exit "$failed"
+}
+
+# Unpacks the carried libraries into folder $1/lib and puts them on the loader's path.
+unpack_libs() {
+    mkdir -p "$1/lib"
+    for lib in "${LIBS[@]}"; do
+        xz -dc "$BUNDLE/lib/$lib.xz" >"$1/lib/$lib"
+    done
+    export LD_LIBRARY_PATH=$1/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+}
+
+# codegen's differential suites on this machine's CPU, with its own kernels (AVX-512 where it
+# has it: a vector width and register tile the development machines never run).
+cpu() {
+    local start=$SECONDS work root failed=0
+    work=$(mktemp -d)
+    unpack_libs "$work"
+    grep -m1 'model name' /proc/cpuinfo
+    if grep -qw avx512f /proc/cpuinfo; then
+        echo "AVX-512: yes (the suites run 16-lane kernels, and the AVX2 ones where they compare both)"
+    else
+        echo "AVX-512: no (the suites run the same kernels as the development machines)"
+    fi
+    command -v cc >/dev/null || { echo "no C compiler: compiled models link their runtime with cc" >&2; exit 1; }
+    root=$(cat "$BUNDLE/suites/root")
+    if [[ ! -d $root/zoo ]]; then
+        mkdir -p "$(dirname "$root")"
+        ln -sfn "$PWD" "$root"
+    fi
+    for suite in "${CPU_SUITES[@]}"; do
+        xz -dc "$BUNDLE/suites/$suite.xz" >"$work/$suite"
+        chmod +x "$work/$suite"
+        echo "== $suite"
+        local left=$((BUDGET_S - (SECONDS - start)))
+        (cd "$root/codegen" && timeout $((left > 1 ? left : 1)) "$work/$suite" --test-threads "$(nproc)") \
+            || failed=1
+    done
+    # Every zoo network at its own input size, compiled by the carried archc for this CPU.
+    chmod +x "$BUNDLE/archc"
+    local left=$((BUDGET_S - (SECONDS - start)))
+    timeout $((left > 1 ? left : 1)) python3 bench/gpu/zoo_check.py --archc "$BUNDLE/archc" --backend cpu \
+        --jobs "$(nproc)" || failed=1
+    echo "cpu phase: $((SECONDS - start)) s"
     exit "$failed"
 }
 
@@ -174,8 +235,15 @@ device)
         device "${@:2}"
     fi
     ;;
+cpu)
+    if [[ -n ${OUT-} ]]; then
+        cpu 2>&1 | tee "$OUT/cpu-check.log"
+    else
+        cpu
+    fi
+    ;;
 *)
-    echo "usage: scripts/gpu-check.sh prepare | device [--no-compile]" >&2
+    echo "usage: scripts/gpu-check.sh prepare | device [--no-compile] | cpu" >&2
     exit 2
     ;;
 esac
