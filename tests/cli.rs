@@ -314,7 +314,7 @@ fn tune_writes_the_cache_that_bench_and_compile_read() {
     let cache = dir.path().join("schedules.json");
     let cache_arg = cache.to_str().unwrap();
     let net = "zoo/mnist/shufflenet_v2_x0_5.ron";
-    let out = archc(&["tune", net, "--rounds", "1", "--schedules", cache_arg]);
+    let out = archc(&["tune", net, "--rounds", "1", "--threads", "1,2", "--schedules", cache_arg]);
     assert!(out.status.success(), "{}", stderr(&out));
     let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     let entries = written["entries"].as_array().unwrap();
@@ -326,11 +326,19 @@ fn tune_writes_the_cache_that_bench_and_compile_read() {
         );
         assert!(e["kernel"].as_str().unwrap().starts_with("conv 1x"), "{e}");
     }
-    assert!(stdout(&out).contains(&format!("{} convolutions of", entries.len())), "{}", stdout(&out));
+    // Each kernel once per thread count.
+    for threads in [1, 2] {
+        let count = entries.iter().filter(|e| e["threads"].as_u64() == Some(threads)).count();
+        assert_eq!(count * 2, entries.len(), "{written}");
+        let (head, tail) = (format!("{count} convolutions of"), format!("on {threads} thread(s)"));
+        let summary = stdout(&out).lines().any(|l| l.starts_with(&head) && l.contains(&tail));
+        assert!(summary, "{}", stdout(&out));
+    }
 
-    // A second tuning records the same kernels; a choice it keeps from the first is at most
-    // KEEP_WITHIN slower than its fastest, so than the default.
-    let again = archc(&["tune", net, "--rounds", "1", "--schedules", cache_arg]);
+    // A second tuning (one thread) records the same kernels again, leaving the two-thread
+    // entries; a choice it keeps from the first is at most KEEP_WITHIN slower than its
+    // fastest, so than the default.
+    let again = archc(&["tune", net, "--rounds", "1", "--threads", "1", "--schedules", cache_arg]);
     assert!(again.status.success(), "{}", stderr(&again));
     let rewritten: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     let kernels = |v: &serde_json::Value| {

@@ -77,6 +77,13 @@ impl Function {
         self.body.push_str(&format!("{}:\n", label(&done)));
     }
 
+    /// Loads entry `index` of the constant `[len x i64]` global array `table`.
+    pub fn table_entry(&mut self, table: &str, len: usize, index: &str) -> String {
+        let slot = self
+            .let_("entry", format!("getelementptr inbounds [{len} x i64], ptr {table}, i64 0, i64 {index}"));
+        self.let_("entry", format!("load i64, ptr {slot}"))
+    }
+
     /// Emits `if cond { body }`.
     pub fn when(&mut self, cond: &str, body: impl FnOnce(&mut Function)) {
         let (then, end) = (self.fresh("then"), self.fresh("end"));

@@ -188,6 +188,11 @@ pub(crate) struct Lowering<'a> {
     pub isa: Isa,
     /// How convolutions with a choice are computed.
     pub schedules: &'a Schedules,
+    /// Whether the kernel being lowered is the several-threads variant of its step.
+    parallel_variant: bool,
+    /// Blob offsets of a convolution's packed weights and bias, by (convolution, tile rows):
+    /// a step's two thread-count variants share them where their tiles have as many rows.
+    pub packed_weights: BTreeMap<(NodeId, usize), (usize, usize)>,
     pub globals: String,
     tables: BTreeMap<Value, String>,
     blob: Vec<f32>,
@@ -258,6 +263,8 @@ impl<'a> Lowering<'a> {
             symbol,
             isa,
             schedules: &schedule::DEFAULTS,
+            parallel_variant: false,
+            packed_weights: BTreeMap::new(),
             globals: String::new(),
             tables: BTreeMap::new(),
             blob: Vec::new(),
@@ -468,23 +475,17 @@ impl<'a> Lowering<'a> {
         }
         let node = self.graph.node(id);
         match &node.op {
-            Op::Conv(conv) => {
-                let x = self.graph.operands(id)[0];
-                let cin = self.graph.shape(x).channels();
-                if crate::kernels::gemm::pointwise(conv) {
-                    self.pointwise_conv(f, id, chain);
-                } else if crate::kernels::window::depthwise(conv, cin) {
-                    self.window(f, id, chain);
-                } else if crate::kernels::direct::suits(conv, cin) {
-                    self.direct_conv(f, id, chain);
-                } else if crate::kernels::winograd::suits(conv, cin) && self.schedule(id).winograd {
-                    self.winograd_conv(f, id, chain);
-                } else if conv.stride == [1, 1] && self.rows_fill_tiles(id) {
-                    self.shifted_conv(f, id, chain);
-                } else {
-                    self.im2col_conv(f, id, chain);
-                }
+            Op::Conv(_) if self.schedules.get_parallel(self.graph, id, self.isa).is_some() => {
+                // Both variants, chosen at run time by the pool's thread count.
+                let threads = f.let_("threads", "call i32 @archc_threads()");
+                let parallel = f.let_("parallel", format!("icmp sgt i32 {threads}, 1"));
+                let serial = f.let_("serial", format!("xor i1 {parallel}, true"));
+                f.when(&serial, |f| self.conv(f, id, chain));
+                self.parallel_variant = true;
+                f.when(&parallel, |f| self.conv(f, id, chain));
+                self.parallel_variant = false;
             }
+            Op::Conv(_) => self.conv(f, id, chain),
             Op::Linear { .. } => self.linear(f, id, chain),
             Op::MaxPool(_) | Op::AvgPool(_) => self.window(f, id, chain),
             Op::Input => unreachable!("inputs are copied in by the first step"),
@@ -494,9 +495,35 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
-    /// How convolution `id` is computed.
+    /// Emits convolution `id` and its fused epilogues `chain` into step body `f`, by the
+    /// kernel its shape and schedule call for.
+    fn conv(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
+        let Op::Conv(conv) = &self.graph.node(id).op else { unreachable!("a convolution") };
+        let x = self.graph.operands(id)[0];
+        let cin = self.graph.shape(x).channels();
+        if crate::kernels::gemm::pointwise(conv) {
+            self.pointwise_conv(f, id, chain);
+        } else if crate::kernels::window::depthwise(conv, cin) {
+            self.window(f, id, chain);
+        } else if crate::kernels::direct::suits(conv, cin) {
+            self.direct_conv(f, id, chain);
+        } else if crate::kernels::winograd::suits(conv, cin) && self.schedule(id).winograd {
+            self.winograd_conv(f, id, chain);
+        } else if conv.stride == [1, 1] && self.rows_fill_tiles(id) {
+            self.shifted_conv(f, id, chain);
+        } else {
+            self.im2col_conv(f, id, chain);
+        }
+    }
+
+    /// How convolution `id` is computed (in the several-threads variant of its step, by the
+    /// choice measured on several threads).
     pub fn schedule(&self, id: NodeId) -> Schedule {
-        self.schedules.get(self.graph, id, self.isa)
+        let serial = || self.schedules.get(self.graph, id, self.isa);
+        match self.parallel_variant {
+            true => self.schedules.get_parallel(self.graph, id, self.isa).unwrap_or_else(serial),
+            false => serial(),
+        }
     }
 
     /// Whether tiles kept within output rows (shifted convolutions) use most of their lanes:
@@ -522,6 +549,7 @@ impl<'a> Lowering<'a> {
         let mut ir = String::new();
         ir.push_str(&emit::intrinsics(self.isa.lanes));
         ir.push_str("declare void @archc_parallel_for(ptr, ptr, i64)\n");
+        ir.push_str("declare i32 @archc_threads()\n");
         ir.push_str("declare noalias ptr @archc_scratch(i64)\n\n");
         ir.push_str(&self.globals);
         ir.push_str(&self.functions);

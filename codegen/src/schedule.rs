@@ -172,18 +172,26 @@ pub fn kernel_key(graph: &Graph, id: NodeId) -> Option<String> {
 /// Chosen schedules by kernel key, for one CPU.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedules {
+    /// Measured on one thread.
     chosen: BTreeMap<String, Schedule>,
+    /// Measured on several threads. Where one differs from the one-thread choice, the
+    /// convolution's step holds both and takes this one while the pool runs more than one
+    /// thread: split over two cores, a product's fastest sweep changes (MobileNet V2's 14x14
+    /// layers: packed panels alone, per-task panels on two threads).
+    parallel: BTreeMap<String, Schedule>,
     /// Whether kernels may transform weights at compile time (Winograd): not where the
     /// weights blob is refreshed from the parameters at run time, entry by entry (training).
     transformed_weights: bool,
 }
 
 /// No chosen schedules: every kernel takes its default.
-pub static DEFAULTS: Schedules = Schedules { chosen: BTreeMap::new(), transformed_weights: true };
+pub static DEFAULTS: Schedules =
+    Schedules { chosen: BTreeMap::new(), parallel: BTreeMap::new(), transformed_weights: true };
 
 /// Defaults for code whose weights are reloaded from the parameters (`Reloadable`): every
 /// weight in the blob is a parameter as it is, so no Winograd.
-pub static RELOADABLE: Schedules = Schedules { chosen: BTreeMap::new(), transformed_weights: false };
+pub static RELOADABLE: Schedules =
+    Schedules { chosen: BTreeMap::new(), parallel: BTreeMap::new(), transformed_weights: false };
 
 impl Default for Schedules {
     fn default() -> Schedules {
@@ -192,27 +200,45 @@ impl Default for Schedules {
 }
 
 impl Schedules {
-    /// The schedule of convolution `id` of `graph`: the chosen one, else the default.
+    /// The schedule of convolution `id` of `graph` on one thread: the chosen one, else the
+    /// default.
     pub fn get(&self, graph: &Graph, id: NodeId, isa: Isa) -> Schedule {
         let schedule = kernel_key(graph, id)
             .and_then(|key| self.chosen.get(&key).copied())
             .unwrap_or_else(|| Schedule::default_for(graph, id, isa));
+        self.allowed(schedule)
+    }
+
+    /// The schedule of convolution `id` of `graph` on several threads, where one was chosen
+    /// and differs from [`Schedules::get`]'s.
+    pub fn get_parallel(&self, graph: &Graph, id: NodeId, isa: Isa) -> Option<Schedule> {
+        let schedule = self.allowed(*self.parallel.get(&kernel_key(graph, id)?)?);
+        (schedule != self.get(graph, id, isa)).then_some(schedule)
+    }
+
+    /// `schedule` as these kernels may compute it.
+    fn allowed(&self, schedule: Schedule) -> Schedule {
         Schedule { winograd: schedule.winograd && self.transformed_weights, ..schedule }
     }
 
-    /// Records `schedule` for kernel `key`.
+    /// Records `schedule` for kernel `key` on one thread.
     pub fn insert(&mut self, key: String, schedule: Schedule) {
         self.chosen.insert(key, schedule);
     }
 
-    /// How many convolutions have a chosen schedule.
+    /// Records `schedule` for kernel `key` on several threads.
+    pub fn insert_parallel(&mut self, key: String, schedule: Schedule) {
+        self.parallel.insert(key, schedule);
+    }
+
+    /// How many choices are recorded, for one thread and for several.
     pub fn len(&self) -> usize {
-        self.chosen.len()
+        self.chosen.len() + self.parallel.len()
     }
 
     /// Whether no convolution has a chosen schedule.
     pub fn is_empty(&self) -> bool {
-        self.chosen.is_empty()
+        self.len() == 0
     }
 }
 
@@ -238,10 +264,17 @@ pub struct Entry {
     pub default_ms: f64,
 }
 
-/// The cache file: measured choices for any number of CPUs and kernels (JSON).
+impl Entry {
+    /// What an entry is recorded under: its CPU, kernel and thread count.
+    fn key(&self) -> (&str, &str, usize) {
+        (&self.cpu, &self.kernel, self.threads)
+    }
+}
+
+/// The cache file: measured choices for any number of CPUs, kernels and thread counts (JSON).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cache {
-    /// Every measured choice, one per CPU and kernel.
+    /// Every measured choice, one per CPU, kernel and thread count.
     pub entries: Vec<Entry>,
 }
 
@@ -267,23 +300,32 @@ impl Cache {
         Ok(())
     }
 
-    /// Records `entry`, replacing the one for the same CPU and kernel.
+    /// Records `entry`, replacing the one for the same CPU, kernel and thread count.
     pub fn record(&mut self, entry: Entry) {
-        self.entries
-            .retain(|e| (e.cpu.as_str(), e.kernel.as_str()) != (entry.cpu.as_str(), entry.kernel.as_str()));
+        self.entries.retain(|e| e.key() != entry.key());
         self.entries.push(entry);
     }
 
-    /// The entry of kernel `kernel` on CPU `cpu` (a [`cpu_name`]), if one was recorded.
-    pub fn entry(&self, cpu: &str, kernel: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.cpu == cpu && e.kernel == kernel)
+    /// The entry of kernel `kernel` on CPU `cpu` (a [`cpu_name`]) timed on `threads` threads,
+    /// if one was recorded.
+    pub fn entry(&self, cpu: &str, kernel: &str, threads: usize) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key() == (cpu, kernel, threads))
     }
 
-    /// The choices measured on `target`'s CPU.
+    /// The choices measured on `target`'s CPU: on one thread, and on several (the fewest
+    /// threads above one where a kernel was timed on more than one count).
     pub fn schedules_for(&self, target: &Target) -> Schedules {
         let cpu = cpu_name(target);
-        let chosen = self.entries.iter().filter(|e| e.cpu == cpu).map(|e| (e.kernel.clone(), e.schedule));
-        Schedules { chosen: chosen.collect(), ..Schedules::default() }
+        let mut schedules = Schedules::default();
+        let mut mine: Vec<&Entry> = self.entries.iter().filter(|e| e.cpu == cpu).collect();
+        mine.sort_by_key(|e| std::cmp::Reverse(e.threads));
+        for e in mine {
+            match e.threads {
+                0 | 1 => schedules.insert(e.kernel.clone(), e.schedule),
+                _ => schedules.insert_parallel(e.kernel.clone(), e.schedule),
+            }
+        }
+        schedules
     }
 }
 
@@ -303,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn cache_round_trips_and_keeps_one_entry_per_cpu_and_kernel() {
+    fn cache_round_trips_and_keeps_one_entry_per_cpu_kernel_and_thread_count() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/schedules.json");
         assert_eq!(Cache::load(&path).unwrap(), Cache::default(), "an absent file is an empty cache");
@@ -312,12 +354,15 @@ mod tests {
         cache.record(entry(&cpu_name(&target), "conv a", 4));
         cache.record(entry("other cpu", "conv a", 2));
         cache.record(entry(&cpu_name(&target), "conv a", 3));
+        cache.record(Entry { threads: 2, ..entry(&cpu_name(&target), "conv a", 6) });
+        cache.record(Entry { threads: 4, ..entry(&cpu_name(&target), "conv a", 4) });
         cache.save(&path).unwrap();
         let loaded = Cache::load(&path).unwrap();
-        assert_eq!(loaded.entries.len(), 2);
+        assert_eq!(loaded.entries.len(), 4);
         let schedules = loaded.schedules_for(&target);
-        assert_eq!(schedules.len(), 1);
+        assert_eq!(schedules.len(), 2);
         assert_eq!(schedules.chosen["conv a"].tile, [3, 2], "the later measurement replaced the earlier");
+        assert_eq!(schedules.parallel["conv a"].tile, [6, 2], "several threads: the fewest above one");
     }
 
     #[test]

@@ -226,6 +226,51 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
     });
 }
 
+/// A convolution whose choice on several threads differs from its one-thread choice: its step
+/// holds both kernels and takes one by the pool's thread count, and each computes it.
+#[test]
+fn thread_count_variants_match_eval() {
+    use codegen::schedule::{Schedule, Schedules, Sweep};
+    let body = "Conv(out: 29, kernel: 1, bias: true, act: Relu)";
+    let (graph, weights, input, _) = case("variants", [13, 14, 14], body);
+    let opt = passes::optimize(&graph, &weights, Level::O2, None);
+    let target = codegen::Target::host();
+    let tunable = codegen::tune::tunable(&opt.graph, &target);
+    let [(key, _)] = &tunable[..] else { panic!("one tunable convolution, got {tunable:?}") };
+    let serial = Schedule { tile: [2, 4], winograd: true, sweep: Sweep::Packed };
+    let parallel = Schedule { tile: [4, 3], winograd: true, sweep: Sweep::Panel };
+    let schedules = |on_several: Schedule| {
+        let mut s = Schedules::default();
+        s.insert(key.clone(), serial);
+        s.insert_parallel(key.clone(), on_several);
+        s
+    };
+    let dispatches = |s: &Schedules| {
+        let lowered = codegen::lower(&opt.graph, &opt.weights, &opt.plan, target.isa(), s, "v").unwrap();
+        lowered.ir.matches("call i32 @archc_threads()").count()
+    };
+    assert_eq!(dispatches(&schedules(serial)), 0, "the same choice: one kernel");
+    assert_eq!(dispatches(&schedules(parallel)), 1, "different choices: both, chosen at run time");
+    let mut model = codegen::CompiledModel::compile_tuned(
+        &target,
+        &opt.graph,
+        &opt.weights,
+        &opt.plan,
+        0,
+        &schedules(parallel),
+    )
+    .unwrap();
+    // A new input at each run: a variant that wrote nothing would leave the last run's output.
+    for (seed, threads) in [3, 1, 3, 1].into_iter().enumerate() {
+        let input = random_input(&input.shape, seed as u64 + 11);
+        let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+        model.set_threads(threads);
+        let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+        let err = out.relative_error(&expected[0]);
+        assert!(err < 1e-4, "on {threads} threads: {err}");
+    }
+}
+
 /// More threads than the runtime has home ranges (16), on steps of dozens of tasks: threads
 /// share home ranges, and every task still runs once.
 #[test]

@@ -17,9 +17,11 @@ pub struct Args {
     level: super::opt::LevelArg,
     #[command(flatten)]
     schedules: ScheduleArgs,
-    /// Threads each candidate runs on, the calling one included.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    threads: u32,
+    /// Thread counts to time each candidate on, the calling one included, comma-separated
+    /// [default: 1,2, or 1 on a one-core machine]. Choices on one thread serve runs on one;
+    /// those on the fewest above one serve runs on several, where they differ.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Vec<u32>,
     /// Turns in which every candidate of a convolution is timed once more.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
@@ -34,27 +36,57 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let path = args.schedules.path();
     // Read first: a malformed cache stops before minutes of timing.
     let mut cache = codegen::schedule::Cache::load(&path)?;
-    let options = codegen::tune::Options {
-        threads: args.threads as usize,
-        rounds: args.rounds as usize,
-        ..codegen::tune::Options::default()
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut counts: Vec<usize> = match args.threads.is_empty() {
+        true => vec![1, 2].into_iter().filter(|&t| t <= cores).collect(),
+        false => args.threads.iter().map(|&t| t as usize).collect(),
     };
+    counts.sort_unstable();
+    counts.dedup();
+    for threads in counts {
+        let options = codegen::tune::Options {
+            threads,
+            rounds: args.rounds as usize,
+            ..codegen::tune::Options::default()
+        };
+        tune_on(&graph, &opt.graph, &target, &options, &mut cache)?;
+        // Written after each count: minutes of timing survive an interrupted later one.
+        cache.save(&path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    writeln!(std::io::stdout(), "wrote {}", path.display())?;
+    Ok(())
+}
+
+/// Tunes `optimized` (the network `graph` after its passes) on `options.threads` threads,
+/// prints a table of the choices and records them in `cache`.
+fn tune_on(
+    graph: &ir::Graph,
+    optimized: &ir::Graph,
+    target: &codegen::Target,
+    options: &codegen::tune::Options,
+    cache: &mut codegen::schedule::Cache,
+) -> anyhow::Result<()> {
     let mut err = std::io::stderr();
-    let tuned = codegen::tune::tune(&opt.graph, &target, &options, &mut |done, total, key| {
+    let tuned = codegen::tune::tune(optimized, target, options, &mut |done, total, key| {
         // Progress only; a closed stderr must not stop the tuning.
         let _ = writeln!(err, "[{}/{total}] {key}", done + 1);
     })
     .with_context(|| format!("tuning {}", graph.name()))?;
-    let cpu = codegen::schedule::cpu_name(&target);
+    let cpu = codegen::schedule::cpu_name(target);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<56} {:>10} {:>10} {:>7}  chosen", "convolution", "default ms", "chosen ms", "gain")?;
     let kept_note =
         format!(" (recorded before, within {}% of the fastest)", codegen::tune::KEEP_WITHIN * 100.0);
     let mut chosen_ms = 0.0;
     for t in &tuned {
-        // A choice recorded with the same threads stays on a near tie (see KEEP_WITHIN).
-        let recorded =
-            cache.entry(&cpu, &t.kernel).filter(|e| e.threads == options.threads).map(|e| e.schedule);
+        // A recorded choice stays on a near tie (see KEEP_WITHIN): on several threads the
+        // one-thread choice, so that a step holds a second kernel only where it measurably
+        // pays (on two threads these timings scatter more, and near ties flip between
+        // tunings); on one thread the choice recorded before.
+        let recorded = [1, options.threads]
+            .iter()
+            .find_map(|&threads| cache.entry(&cpu, &t.kernel, threads))
+            .map(|e| e.schedule);
         let (choice, ms) = t.choice(recorded);
         chosen_ms += ms;
         writeln!(
@@ -79,15 +111,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             default_ms: t.default_ms(),
         });
     }
-    cache.save(&path).with_context(|| format!("writing {}", path.display()))?;
     let default: f64 = tuned.iter().map(|t| t.default_ms()).sum();
     writeln!(
         out,
-        "{} convolutions of {} tuned for {cpu} on {} thread(s): {default:.3} -> {chosen_ms:.3} ms summed once each; wrote {}",
+        "{} convolutions of {} tuned for {cpu} on {} thread(s): {default:.3} -> {chosen_ms:.3} ms summed once each",
         tuned.len(),
         graph.name(),
         options.threads,
-        path.display()
     )?;
     Ok(())
 }

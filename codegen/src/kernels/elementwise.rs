@@ -112,11 +112,7 @@ impl Lowering<'_> {
         let table = self.index_table(map);
         f.count(shape.batch(), |f, n| {
             f.count(map.len(), |f, k| {
-                let pm = f.let_(
-                    "pm",
-                    format!("getelementptr inbounds [{} x i64], ptr {table}, i64 0, i64 {k}", map.len()),
-                );
-                let src_c = f.let_("sc", format!("load i64, ptr {pm}"));
+                let src_c = f.table_entry(&table, map.len(), k);
                 let dst_c = f.int("add", k, first);
                 let src = self.plane(f, x, &src_c, n);
                 let dst = self.plane(f, out, &dst_c, n);
@@ -135,11 +131,7 @@ impl Lowering<'_> {
         let table = self.index_table(index);
         f.count(self.graph.shape(out).batch(), |f, n| {
             f.count(index.len(), |f, i| {
-                let pi = f.let_(
-                    "pi",
-                    format!("getelementptr inbounds [{} x i64], ptr {table}, i64 0, i64 {i}", index.len()),
-                );
-                let j = f.let_("j", format!("load i64, ptr {pi}"));
+                let j = f.table_entry(&table, index.len(), i);
                 let (cin, sin) = (f.int("udiv", &j, inner_in), f.int("urem", &j, inner_in));
                 let (cout, sout) = (f.int("udiv", i, inner_out), f.int("urem", i, inner_out));
                 let src = self.plane(f, x, &cin, n);

@@ -159,12 +159,20 @@ impl Lowering<'_> {
         let w = self.param(node, "weight");
         let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; conv.out_channels] };
         let out = graph.shape(chain.output(id));
-        self.product_over(&w, bias, [conv.groups, k], [out.batch(), planes(out).1], self.schedule(id))
+        let schedule = self.schedule(id);
+        // A step's other thread-count variant may have packed them for the same tile already.
+        let key = (id, schedule.tile[0]);
+        let pushed = self.packed_weights.get(&key).copied();
+        let pr =
+            self.product_over(&w, bias, [conv.groups, k], [out.batch(), planes(out).1], schedule, pushed);
+        self.packed_weights.insert(key, (pr.a, pr.bias));
+        pr
     }
 
     /// Packs a product's weights `w` (per group, `m x k` row-major, `m = bias.len() / groups`)
-    /// and `bias` into the blob, for `batch` items of `p` output pixels computed in micro-tiles
-    /// and ordered by `schedule`.
+    /// and `bias` into the blob (unless `pushed` has their blob offsets from an earlier packing
+    /// for the same tile), for `batch` items of `p` output pixels computed in micro-tiles and
+    /// ordered by `schedule`.
     pub(crate) fn product_over(
         &mut self,
         w: &[f32],
@@ -172,19 +180,22 @@ impl Lowering<'_> {
         [groups, k]: [usize; 2],
         [batch, p]: [usize; 2],
         schedule: Schedule,
+        pushed: Option<(usize, usize)>,
     ) -> Product {
         let [rows, vectors] = schedule.tile;
         let m = bias.len() / groups;
-        // Zeros after the last tile: a column tile reads whole vectors of a tile's rows.
-        let packed: Vec<f32> = (0..groups)
-            .flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows))
-            .chain(std::iter::repeat_n(0.0, 2 * self.isa.lanes))
-            .collect();
-        // Zeros after the bias too: tiles start their accumulators at the bias of all their
-        // rows, those past the last channel included.
-        let bias: Vec<f32> =
-            bias.into_iter().chain(std::iter::repeat_n(0.0, rows + self.isa.lanes)).collect();
-        let (a, bias) = (self.push(&packed), self.push(&bias));
+        let (a, bias) = pushed.unwrap_or_else(|| {
+            // Zeros after the last tile: a column tile reads whole vectors of a tile's rows.
+            let packed: Vec<f32> = (0..groups)
+                .flat_map(|g| pack(&w[g * m * k..(g + 1) * m * k], m, k, rows))
+                .chain(std::iter::repeat_n(0.0, 2 * self.isa.lanes))
+                .collect();
+            // Zeros after the bias too: tiles start their accumulators at the bias of all their
+            // rows, those past the last channel included.
+            let bias: Vec<f32> =
+                bias.into_iter().chain(std::iter::repeat_n(0.0, rows + self.isa.lanes)).collect();
+            (self.push(&packed), self.push(&bias))
+        });
         Product {
             groups,
             m,
@@ -213,8 +224,14 @@ impl Lowering<'_> {
         let transposed: Vec<f32> =
             (0..groups * m * k).map(|i| w[(i / (m * k)) * m * k + (i % k) * m + (i / k) % m]).collect();
         let (out, basic) = (graph.shape(dx), Schedule::basic(self.isa));
-        let pr =
-            self.product_over(&transposed, vec![0.0; cin], [groups, k], [out.batch(), planes(out).1], basic);
+        let pr = self.product_over(
+            &transposed,
+            vec![0.0; cin],
+            [groups, k],
+            [out.batch(), planes(out).1],
+            basic,
+            None,
+        );
         self.gemm(f, pr, Operand::Planes(dy), Operand::Planes(dx), &Chain::default(), None);
     }
 
@@ -293,6 +310,17 @@ impl Lowering<'_> {
             && matches!(x, Operand::Planes(_));
         let task_macs = if packs { 4 * TASK_MACS } else { TASK_MACS };
         let chunks = task_count(tiles, task_macs / (rows * cols * pr.k));
+        // Where tail tiles make some pixel tiles cheaper, tasks share the tiles by cost.
+        let pixels = |pt: usize| match (&shift, row_tiles) {
+            (Some((s, _)), Some(per_row)) => (s.out_row - pt % per_row * cols).min(cols),
+            _ => (pr.p - pt * cols).min(cols),
+        };
+        let pixel_major = !matches!(pr.sweep, Sweep::Pixels | Sweep::PackedPixels);
+        let bounds = balanced_bounds(chunks, tiles, |t| {
+            let pt = if pixel_major { t / m_tiles } else { t % p_tiles };
+            tile_cost(pixels(pt), rows, pr.lanes)
+        })
+        .map(|b| self.index_table(&b));
         // A panel holds one pixel tile of every input row, `cols` floats apart: one per task in
         // thread scratch (panel sweep), or all of them packed before the product.
         let panel = ((pr.sweep == Sweep::Panel || packs) && shift.is_none()).then_some(cols);
@@ -348,7 +376,16 @@ impl Lowering<'_> {
             let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
             let panel_at = (panel.is_some() && !packs)
                 .then(|| f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4)));
-            let (first_tile, count) = task_items(f, &chunk, chunks, tiles);
+            let (first_tile, count) = match &bounds {
+                Some(table) => {
+                    let first = f.table_entry(table, chunks + 1, &chunk);
+                    let next = f.int("add", &chunk, 1);
+                    let end = f.table_entry(table, chunks + 1, &next);
+                    let count = f.int("sub", &end, &first);
+                    (first, count)
+                }
+                None => task_items(f, &chunk, chunks, tiles),
+            };
             f.count(&count, |f, i| {
                 let t = f.int("add", &first_tile, i);
                 let (pt, mt) = match pr.sweep {
@@ -992,6 +1029,41 @@ pub(crate) fn tiles_fitting(
     });
 }
 
+/// The relative time of a micro-tile of `rows` output channels over `pixels` pixels, per step
+/// of the reduction: its multiply-adds, which a full or narrow tile issues two per cycle and
+/// a column tile (at most [`COLUMN_PIXELS`]) about one.
+fn tile_cost(pixels: usize, rows: usize, lanes: usize) -> usize {
+    match pixels <= COLUMN_PIXELS {
+        true => 2 * pixels * rows.div_ceil(lanes),
+        false => rows * pixels.div_ceil(lanes),
+    }
+}
+
+/// The first tile of each of `tasks` tasks sharing `tiles` tiles of cost `cost(t)`, and
+/// `tiles` last, so that their costs differ by one tile at most; `None` when every tile costs
+/// the same (then [`task_items`] shares them by count). A pixel tail otherwise falls into the
+/// last tasks, cheap ones: MobileNet V2's 14x14 expansions (seven pixel tiles, the last of 4
+/// pixels) left one of two threads idle for a tenth of the step.
+fn balanced_bounds(tasks: usize, tiles: usize, cost: impl Fn(usize) -> usize) -> Option<Vec<usize>> {
+    let costs: Vec<usize> = (0..tiles).map(cost).collect();
+    if costs.windows(2).all(|w| w[0] == w[1]) {
+        return None;
+    }
+    let total: usize = costs.iter().sum();
+    let mut bounds = Vec::with_capacity(tasks + 1);
+    let mut done = 0;
+    for (t, c) in costs.iter().enumerate() {
+        // Task `bounds.len()` starts at the first tile reached past its share of the total.
+        while bounds.len() < tasks && done * tasks >= bounds.len() * total {
+            bounds.push(t);
+        }
+        done += c;
+    }
+    bounds.resize(tasks, tiles);
+    bounds.push(tiles);
+    Some(bounds)
+}
+
 /// Fills one im2col row: `dst[j]` for the block's pixels `p_start + j` (`j < p_count`) is the
 /// input at offset `(dy, dx)` of pixel `j`'s window, zero outside the input. Pixels are walked
 /// output row by output row, each split into its zero head, its interior (a strided copy that
@@ -1062,4 +1134,40 @@ fn im2col_row_segments(
         let first = f.int("add", &base, &in_hi);
         f.fill(dst, &first, &tail, "0.0");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The costs of each task under `bounds`.
+    fn task_costs(bounds: &[usize], cost: impl Fn(usize) -> usize) -> Vec<usize> {
+        bounds.windows(2).map(|w| (w[0]..w[1]).map(&cost).sum()).collect()
+    }
+
+    #[test]
+    fn tasks_share_tiles_by_cost() {
+        assert_eq!(balanced_bounds(8, 100, |_| 3), None, "equal tiles: shared by count");
+        // MobileNet V2's 96->576 at 14x14 on a 2x4 tile: 288 channel tiles under each of 7
+        // pixel tiles, the last of 4 pixels (one vector of 4), pixel-major.
+        let cost = |t: usize| if t / 288 == 6 { tile_cost(4, 2, 8) } else { tile_cost(32, 2, 8) };
+        let bounds = balanced_bounds(8, 7 * 288, cost).unwrap();
+        assert_eq!((bounds.len(), bounds[0], bounds[8]), (9, 0, 7 * 288));
+        assert!(bounds.windows(2).all(|w| w[0] <= w[1]), "{bounds:?}");
+        let costs = task_costs(&bounds, cost);
+        let (least, most) = (costs.iter().min().unwrap(), costs.iter().max().unwrap());
+        assert!(most - least <= tile_cost(32, 2, 8), "{costs:?}");
+        // By count, the last task would hold only the cheap tail: a quarter of another's cost.
+        let by_count: Vec<usize> = (0..=8).map(|j| j * 7 * 288 / 8).collect();
+        let uneven = task_costs(&by_count, cost);
+        assert!(uneven[7] * 3 < uneven[0], "{uneven:?}");
+    }
+
+    #[test]
+    fn more_tasks_than_tiles_leave_some_empty() {
+        let bounds = balanced_bounds(4, 2, |t| [5, 1][t]).unwrap();
+        assert_eq!(bounds.len(), 5);
+        assert_eq!(task_costs(&bounds, |t| [5, 1][t]).iter().sum::<usize>(), 6);
+        assert_eq!(bounds[4], 2);
+    }
 }

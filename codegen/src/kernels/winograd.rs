@@ -81,6 +81,7 @@ impl Lowering<'_> {
             [POSITIONS, cin],
             [batch, tiles.rows * tiles.cols],
             self.schedule(id),
+            None,
         );
         let bias = if conv.bias { self.param(node, "bias") } else { vec![0.0; cout] };
         let bias = self.push(&bias);
