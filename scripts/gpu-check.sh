@@ -83,21 +83,15 @@ device() {
     local compile=1
     [[ ${1-} == --no-compile ]] && compile=0
     local start=$SECONDS work gpu=$BUNDLE/archc-gpu archc=$BUNDLE/archc failed=0
-    # Seconds left of the budget, less what the table needs; at least 1, since `timeout 0`
-    # would mean no limit at all.
-    left() {
-        local s=$((BUDGET_S - (SECONDS - start) - 10))
-        echo $((s > 1 ? s : 1))
-    }
     work=$(mktemp -d)
     chmod +x "$gpu" "$archc"
     nvidia-smi -L
     unpack_libs "$work"
     if "$archc" --version; then
         # Every zoo network against the interpreter, then the torchvision ones against PyTorch.
-        timeout "$(left)" python3 bench/gpu/zoo_check.py --archc "$archc" --jobs 16 --json "$work/zoo.json" \
+        timeout "$(left 10)" python3 bench/gpu/zoo_check.py --archc "$archc" --jobs 16 --json "$work/zoo.json" \
             | tee "$work/zoo.md" || failed=1
-        printf '%s\n' "${PARITY[@]}" | timeout "$(left)" xargs -P 8 -I{} python3 scripts/torch_parity.py \
+        printf '%s\n' "${PARITY[@]}" | timeout "$(left 10)" xargs -P 8 -I{} python3 scripts/torch_parity.py \
             --model {} --out "$work/parity" --archc "$archc" --backend cuda | tee "$work/parity.txt" || failed=1
     else
         echo "archc does not start here (its libraries: below); the checks are skipped"
@@ -106,16 +100,16 @@ device() {
     fi
     for net in "${NETS[@]}"; do
         for batch in 1 64; do
-            timeout "$(left)" "$gpu" bench "$BUNDLE/${net}_b$batch.ptx" --json \
+            timeout "$(left 10)" "$gpu" bench "$BUNDLE/${net}_b$batch.ptx" --json \
                 >"$work/bench_${net}_b$batch.json" || failed=1
             cat "$work/bench_${net}_b$batch.json"
         done
     done
-    timeout "$(left)" python3 bench/gpu/torch_baseline.py --models "${NETS[@]}" --batches 1 64 --no-compile \
+    timeout "$(left 10)" python3 bench/gpu/torch_baseline.py --models "${NETS[@]}" --batches 1 64 --no-compile \
         --json "$work/eager.json" || echo "torch eager stopped early; the rows it finished are kept"
     # torch.compile takes tens of seconds per model to warm up: batch 1 only, in what time is left.
-    if ((compile && $(left) > 60)); then
-        timeout -k 10 "$(left)" python3 bench/gpu/torch_baseline.py --models "${NETS[@]}" --batches 1 \
+    if ((compile && $(left 10) > 60)); then
+        timeout -k 10 "$(left 10)" python3 bench/gpu/torch_baseline.py --models "${NETS[@]}" --batches 1 \
             --json "$work/compile.json" || echo "torch.compile stopped early; the rows it finished are kept"
     fi
     table "$work" | tee "$work/gpu-check.md"
@@ -124,6 +118,13 @@ device() {
     fi
     echo "device phase: $((SECONDS - start)) s"
     exit "$failed"
+}
+
+# Seconds left of the phase's budget since its `start`, less $1 kept for what follows (the
+# device phase's table); at least 1, since `timeout 0` would mean no limit at all.
+left() {
+    local s=$((BUDGET_S - (SECONDS - start) - $1))
+    echo $((s > 1 ? s : 1))
 }
 
 # Unpacks the carried libraries into folder $1/lib and puts them on the loader's path.
@@ -157,14 +158,11 @@ cpu() {
         xz -dc "$BUNDLE/suites/$suite.xz" >"$work/$suite"
         chmod +x "$work/$suite"
         echo "== $suite"
-        local left=$((BUDGET_S - (SECONDS - start)))
-        (cd "$root/codegen" && timeout $((left > 1 ? left : 1)) "$work/$suite" --test-threads "$(nproc)") \
-            || failed=1
+        (cd "$root/codegen" && timeout "$(left 0)" "$work/$suite" --test-threads "$(nproc)") || failed=1
     done
     # Every zoo network at its own input size, compiled by the carried archc for this CPU.
     chmod +x "$BUNDLE/archc"
-    local left=$((BUDGET_S - (SECONDS - start)))
-    timeout $((left > 1 ? left : 1)) python3 bench/gpu/zoo_check.py --archc "$BUNDLE/archc" --backend cpu \
+    timeout "$(left 0)" python3 bench/gpu/zoo_check.py --archc "$BUNDLE/archc" --backend cpu \
         --jobs "$(nproc)" || failed=1
     echo "cpu phase: $((SECONDS - start)) s"
     exit "$failed"
