@@ -114,7 +114,7 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ),
     ("global_avg_pool_narrow", [5, 3, 1], "GlobalAvgPool"),
     ("global_avg_pool_whole_vectors", [3, 4, 4], "Relu, GlobalAvgPool"),
-    // Planes of 1 KiB and more are padded to an odd number of cache lines: 17x19 floats.
+    // Planes of 512 bytes and more are padded to an odd number of cache lines: 17x19 floats.
     (
         "padded_planes",
         [6, 17, 19],
