@@ -1,6 +1,7 @@
 //! Measured tuning: every convolution of a network that has a choice of schedule is compiled
 //! alone (same input shape, same parameters, its input written by a step before it as in the
-//! network) under each candidate and its step timed on this machine, candidates taking turns
+//! network, its output read by a window step after it where a depthwise step reads it there)
+//! under each candidate and its step (with that reader) timed on this machine, candidates taking turns
 //! in rounds so that the machine's drift hits them alike; the fastest median wins, unless the
 //! schedule recorded before measures within [`KEEP_WITHIN`] of it.
 
@@ -117,21 +118,27 @@ pub fn tune(
             })
             .collect::<Result<Vec<_>, Error>>()?;
         // The convolution reads the pool's output from the arena, on huge pages as in the
-        // network. Only the convolution's own step is timed, not the pool before it or the copy
-        // of its output (megabytes for early layers) that add the same to every candidate.
+        // network. Only the convolution's own step (and the reader after it) is timed, not the
+        // pool before it or the copy of the output (megabytes for early layers) that add the
+        // same to every candidate.
         let input = vec![0.5; models[0].input_shape().iter().product()];
         let mut output = vec![0.0; models[0].output_shape().iter().product()];
         // The convolution's step: the one that computes (the copies in and out multiply nothing),
         // whatever the passes named it.
         let steps = models[0].steps();
         let step = (0..steps.len()).max_by_key(|&i| steps[i].macs).expect("a compiled model has steps");
+        let timed: Vec<usize> = (0..steps.len()).filter(|&i| i == step || steps[i].name == READER).collect();
+        let time = |model: &mut CompiledModel, output: &mut [f32]| -> Duration {
+            let all = model.run_profiled(&input, output);
+            timed.iter().map(|&i| all[i]).sum()
+        };
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); models.len()];
         for _ in 0..options.rounds.max(1) {
             for (model, times) in models.iter_mut().zip(&mut times) {
-                let per_run = model.run_profiled(&input, &mut output)[step].max(Duration::from_micros(1));
+                let per_run = time(model, &mut output).max(Duration::from_micros(1));
                 let runs =
                     (options.per_round.as_secs_f64() / per_run.as_secs_f64()).clamp(1.0, 1000.0) as usize;
-                times.extend((0..runs).map(|_| model.run_profiled(&input, &mut output)[step]));
+                times.extend((0..runs).map(|_| time(model, &mut output)));
             }
         }
         let times = candidates.into_iter().zip(times.iter().map(|t| Timing::of(t).median_ms)).collect();
@@ -147,18 +154,41 @@ pub fn tune(
 /// the others' from the other cores' caches. An input written once and only read (shared by
 /// every core's cache) hid that traffic: on two threads, MobileNet V2's 384 to 64 channel
 /// projection at 14x14 timed 0.034 ms alone by the pixel sweep, and 0.070 ms in the network
-/// (packed panels: 0.044 ms there).
+/// (packed panels: 0.044 ms there). Where the convolution's output goes to a window step in
+/// the network (a depthwise convolution), another max pool reads it, named [`READER`]: how
+/// the convolution's tasks split its output decides what that step finds in its own cache.
 fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let x = graph.shape(graph.operands(id)[0]).clone();
     let mut alone = Graph::new("tune");
     let input = alone.add_input("x", x, None);
-    let pool = Op::MaxPool(ir::Pool { kernel: [3, 3], stride: [1, 1], padding: [1, 1] });
-    let written = alone.add(pool, &[input], "written", None).expect("a 3x3 max pool keeps the shape");
+    let pool = || Op::MaxPool(ir::Pool { kernel: [3, 3], stride: [1, 1], padding: [1, 1] });
+    let written = alone.add(pool(), &[input], "written", None).expect("a 3x3 max pool keeps the shape");
     let op: Op = graph.node(id).op.clone();
-    let out: Vec<Value> =
+    let mut out: Vec<Value> =
         alone.add(op, &written, "conv", None).expect("the shapes fit as they did in the network");
+    if feeds_window(graph, id) {
+        out = alone.add(pool(), &out, READER, None).expect("a 3x3 max pool keeps the shape");
+    }
     alone.set_outputs(out);
     alone
+}
+
+/// The name of the step after the convolution in [`alone`], timed with it.
+const READER: &str = "reader";
+
+/// Whether node `id`'s output, through the epilogues fused into its step, is read by a window
+/// step (a depthwise convolution or a pool).
+fn feeds_window(graph: &Graph, id: ir::NodeId) -> bool {
+    graph.users(id).into_iter().any(|(user, _, _)| {
+        let node = graph.node(user);
+        match &node.op {
+            Op::MaxPool(_) | Op::AvgPool(_) => true,
+            Op::Conv(conv) => {
+                crate::kernels::window::depthwise(conv, graph.shape(Value { node: id, port: 0 }).channels())
+            }
+            _ => node.epilogue && feeds_window(graph, user),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -168,6 +198,30 @@ mod tests {
 
     fn schedule(rows: usize) -> Schedule {
         Schedule { tile: [rows, 2], winograd: true, sweep: Sweep::Channels }
+    }
+
+    #[test]
+    fn a_convolution_read_by_a_depthwise_step_is_timed_with_a_window_step_after_it() {
+        // An inverted residual: the expansion (through its fused ReLU6) feeds the depthwise
+        // convolution, the projection a 1x1 classifier-like convolution.
+        let text = r#"Network(name: "n", input: Image(channels: 8, height: 6, width: 6), body: [
+            Conv(name: "expand", out: 16, kernel: 1, bn: true, act: Relu6),
+            Conv(out: 16, kernel: 3, groups: 16, bn: true, act: Relu6),
+            Conv(name: "project", out: 8, kernel: 1, bn: true),
+            Conv(name: "last", out: 4, kernel: 1)])"#;
+        let graph =
+            ir::from_ron_str(text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+        let weights = ir::Weights::seeded(&graph, 0);
+        let graph = passes::optimize(&graph, &weights, passes::Level::O2, None).graph;
+        // With a batch norm, a statement's conv is `NAME.0` (its activation `NAME.2`).
+        let conv = |name: &str| graph.node_ids().find(|&id| graph.node(id).name == name).expect(name);
+        assert!(feeds_window(&graph, conv("expand.0")));
+        assert!(!feeds_window(&graph, conv("project.0")));
+        let readers = |id| {
+            let alone = alone(&graph, id);
+            alone.node_ids().filter(|&n| alone.node(n).name == READER).count()
+        };
+        assert_eq!((readers(conv("expand.0")), readers(conv("project.0"))), (1, 0));
     }
 
     #[test]
