@@ -1,9 +1,9 @@
 //! Measured tuning: every convolution of a network that has a choice of schedule is compiled
 //! alone (same input shape, same parameters, its input written by a step before it as in the
 //! network, its output read by a window step after it where a depthwise step reads it there)
-//! under each candidate and its step (with that reader) timed on this machine, candidates taking turns
-//! in rounds so that the machine's drift hits them alike; the fastest median wins, unless the
-//! schedule recorded before measures within [`KEEP_WITHIN`] of it.
+//! under each candidate and its step (with that reader) timed on this machine, candidates
+//! taking turns in rounds so that the machine's drift hits them alike; the fastest median
+//! wins, unless the schedule recorded before measures within [`KEEP_WITHIN`] of it.
 
 use std::time::Duration;
 
