@@ -320,8 +320,10 @@ fn tune_writes_the_cache_that_bench_and_compile_read() {
     let entries = written["entries"].as_array().unwrap();
     assert!(!entries.is_empty(), "{written}");
     for e in entries {
+        // On two threads the one-thread choice stays while within the margin of the fastest.
+        let margin = if e["threads"] == 1 { 1.0 } else { 1.0 + codegen::tune::KEEP_WITHIN };
         assert!(
-            e["median_ms"].as_f64().unwrap() <= e["default_ms"].as_f64().unwrap(),
+            e["median_ms"].as_f64().unwrap() <= e["default_ms"].as_f64().unwrap() * margin,
             "the fastest is kept: {e}"
         );
         assert!(e["kernel"].as_str().unwrap().starts_with("conv 1x"), "{e}");

@@ -19,6 +19,7 @@ use crate::Error;
 use crate::emit::{self, Function};
 use crate::epilogue::{Chain, Step};
 use crate::kernels::classifier;
+use crate::kernels::expand_window::fusable_window;
 use crate::schedule::{self, Schedule, Schedules};
 use crate::target::Isa;
 
@@ -82,7 +83,15 @@ pub fn lower(
 ) -> Result<Lowered, Error> {
     // Inference kernels address every plane through the plan, so a network's planes can be
     // padded; training kernels read some buffers as flat arrays.
+    let groups = kernel_groups(graph, plan, true);
     let mut padded = plan.clone();
+    // A fused depthwise convolution writes its output at its 1x1 convolution's step.
+    for group in &groups {
+        if let Some((dw, dw_chain)) = &group.window {
+            let at = plan.schedule.iter().position(|&id| id == group.id).expect("a scheduled node");
+            padded.write_earlier(dw_chain.output(*dw), at);
+        }
+    }
     if !graph.node_ids().any(|id| matches!(graph.node(id).op, Op::Train(_))) {
         padded.pad_planes();
     }
@@ -105,8 +114,8 @@ pub fn lower(
             l.copy_external(f, &inputs, "%in", true)
         }),
     }
-    for group in kernel_groups(graph, plan, true) {
-        l.step(group.info, |l, f| l.kernel(f, group.id, &group.chain, group.classifier.as_ref()))?;
+    for group in groups {
+        l.step(group.info.clone(), |l, f| l.kernel(f, &group))?;
     }
     l.step(StepInfo { name: "output".into(), op: "copy".into(), macs: 0 }, |l, f| {
         l.copy_external(f, graph.outputs(), "%out", false)
@@ -131,13 +140,17 @@ pub(crate) struct Group {
     /// The linear layer (and its epilogues) of a classifier tail run in the same kernel: `id`
     /// is then the 1x1 convolution whose pooled output it reads (see `kernels::classifier`).
     pub classifier: Option<(NodeId, Chain)>,
+    /// The depthwise convolution (and its epilogues) that alone reads a 1x1 convolution `id`,
+    /// run in the same kernel (see `kernels::expand_window`).
+    pub window: Option<(NodeId, Chain)>,
     pub info: StepInfo,
 }
 
 /// The network's kernels in schedule order: each node that computes something (not an input,
-/// a view, or an epilogue fused into an earlier node). With `classifiers`, a 1x1 convolution
-/// takes the pool and linear layer it feeds into its step.
-pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Vec<Group> {
+/// a view, or an epilogue fused into an earlier node). With `fuse` (CPU kernels), a 1x1
+/// convolution takes the pool and linear layer it feeds, or the depthwise convolution that
+/// alone reads it, into its step.
+pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, fuse: bool) -> Vec<Group> {
     let position: BTreeMap<NodeId, usize> =
         plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let mut fused = std::collections::BTreeSet::new();
@@ -152,12 +165,21 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Ve
             _ => Chain::default(),
         };
         let mut members = chain.nodes.clone();
-        let classifier =
-            classifiers.then(|| classifier::tail(graph, id, &chain)).flatten().map(|(pool, linear)| {
-                let linear_chain = Chain::after(graph, linear, &|n| position[&n]);
-                members.extend([pool, linear].iter().chain(&linear_chain.nodes));
-                (linear, linear_chain)
-            });
+        let classifier = fuse.then(|| classifier::tail(graph, id, &chain)).flatten().map(|(pool, linear)| {
+            let linear_chain = Chain::after(graph, linear, &|n| position[&n]);
+            members.extend([pool, linear].iter().chain(&linear_chain.nodes));
+            (linear, linear_chain)
+        });
+        // The depthwise step moves up to the 1x1's place: its residual must be ready there.
+        let window = fuse
+            .then(|| fusable_window(graph, id, chain.output(id)))
+            .flatten()
+            .filter(|dw| !plan.views.contains(dw))
+            .map(|dw| (dw, Chain::after(graph, dw, &|n| position[&n])))
+            .filter(|(_, dw_chain)| dw_chain.residual.is_none_or(|r| position[&r.node] < position[&id]));
+        if let Some((dw, dw_chain)) = &window {
+            members.extend(std::iter::once(dw).chain(&dw_chain.nodes));
+        }
         fused.extend(members.iter().copied());
         let mut op = node.op.name().to_string();
         for &e in &members {
@@ -171,7 +193,13 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, classifiers: bool) -> Ve
                 ir::metrics::macs(&graph.node(e).op, &inputs, &graph.node(e).outputs)
             })
             .sum();
-        groups.push(Group { id, chain, classifier, info: StepInfo { name: node.name.clone(), op, macs } });
+        groups.push(Group {
+            id,
+            chain,
+            classifier,
+            window,
+            info: StepInfo { name: node.name.clone(), op, macs },
+        });
     }
     groups
 }
@@ -193,6 +221,8 @@ pub(crate) struct Lowering<'a> {
     /// Blob offsets of a convolution's packed weights and bias, by (convolution, tile rows):
     /// a step's two thread-count variants share them where their tiles have as many rows.
     pub packed_weights: BTreeMap<(NodeId, usize), (usize, usize)>,
+    /// Blob offsets of a depthwise convolution's weights and bias, pushed once per node.
+    pub window_weights: BTreeMap<NodeId, (usize, usize)>,
     pub globals: String,
     tables: BTreeMap<Value, String>,
     blob: Vec<f32>,
@@ -265,6 +295,7 @@ impl<'a> Lowering<'a> {
             schedules: &schedule::DEFAULTS,
             parallel_variant: false,
             packed_weights: BTreeMap::new(),
+            window_weights: BTreeMap::new(),
             globals: String::new(),
             tables: BTreeMap::new(),
             blob: Vec::new(),
@@ -461,18 +492,17 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// Emits the kernel of node `id` and its fused epilogues `chain` into step body `f`.
-    fn kernel(
-        &mut self,
-        f: &mut Function,
-        id: NodeId,
-        chain: &Chain,
-        classifier: Option<&(NodeId, Chain)>,
-    ) -> Result<(), Error> {
-        if let Some((linear, linear_chain)) = classifier {
+    /// Emits the kernel of `group` (a node, its fused epilogues and nodes) into step body `f`.
+    fn kernel(&mut self, f: &mut Function, group: &Group) -> Result<(), Error> {
+        let (id, chain) = (group.id, &group.chain);
+        if let Some((linear, linear_chain)) = &group.classifier {
             self.classifier(f, id, chain, *linear, linear_chain);
             return Ok(());
         }
+        let conv = |l: &mut Self, f: &mut Function| match &group.window {
+            Some((dw, dw_chain)) => l.expand_window(f, id, chain, *dw, dw_chain),
+            None => l.conv(f, id, chain),
+        };
         let node = self.graph.node(id);
         match &node.op {
             Op::Conv(_) if self.schedules.get_parallel(self.graph, id, self.isa).is_some() => {
@@ -480,12 +510,12 @@ impl<'a> Lowering<'a> {
                 let threads = f.let_("threads", "call i32 @archc_threads()");
                 let parallel = f.let_("parallel", format!("icmp sgt i32 {threads}, 1"));
                 let serial = f.let_("serial", format!("xor i1 {parallel}, true"));
-                f.when(&serial, |f| self.conv(f, id, chain));
+                f.when(&serial, |f| conv(self, f));
                 self.parallel_variant = true;
-                f.when(&parallel, |f| self.conv(f, id, chain));
+                f.when(&parallel, |f| conv(self, f));
                 self.parallel_variant = false;
             }
-            Op::Conv(_) => self.conv(f, id, chain),
+            Op::Conv(_) => conv(self, f),
             Op::Linear { .. } => self.linear(f, id, chain),
             Op::MaxPool(_) | Op::AvgPool(_) => self.window(f, id, chain),
             Op::Input => unreachable!("inputs are copied in by the first step"),

@@ -55,6 +55,13 @@ pub enum Sweep {
     /// channel order reads them once per pixel tile, from memory once the rest of the network
     /// has evicted them.
     PackedPixels,
+    /// For several threads: the reduction split in two halves, each task computing one half's
+    /// partial product into scratch, then a second pass adding the two (see
+    /// `kernels::split_k`). The halves fall to the two threads' home ranges, so that each
+    /// reads the input channels it wrote itself (a fused expansion and depthwise step splits
+    /// channels the same way), and what crosses between the cores is a partial sum, 1/6 of
+    /// a MobileNet V2 projection's input. Others take it as `Channels`.
+    SplitK,
 }
 
 /// Bytes of operand that stay in L2 (half of the smallest L2 of the CPUs archc targets).
@@ -126,6 +133,9 @@ impl Schedule {
                 (true, Sweep::PackedPixels),
                 (true, Sweep::Streamed),
             ]);
+            if conv.groups == 1 {
+                methods.push((true, Sweep::SplitK));
+            }
         }
         if pointwise || winograd {
             methods.extend([(true, Sweep::Channels), (true, Sweep::Pixels)]);
@@ -410,8 +420,8 @@ mod tests {
         let counts: Vec<usize> =
             convs.iter().map(|&id| Schedule::candidates(&graph, id, isa).len()).collect();
         // 3x3: four tiles by Winograd with either flat sweep or direct; depthwise: none; 1x1:
-        // four tiles by any sweep.
-        assert_eq!(counts, [12, 0, 24]);
+        // four tiles by any of seven sweeps (split-K for one group only).
+        assert_eq!(counts, [12, 0, 28]);
         for &id in &convs {
             let candidates = Schedule::candidates(&graph, id, isa);
             if let Some(first) = candidates.first() {

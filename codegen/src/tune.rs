@@ -155,8 +155,11 @@ pub fn tune(
 /// every core's cache) hid that traffic: on two threads, MobileNet V2's 384 to 64 channel
 /// projection at 14x14 timed 0.034 ms alone by the pixel sweep, and 0.070 ms in the network
 /// (packed panels: 0.044 ms there). Where the convolution's output goes to a window step in
-/// the network (a depthwise convolution), another max pool reads it, named [`READER`]: how
-/// the convolution's tasks split its output decides what that step finds in its own cache.
+/// the network, a step named [`READER`] reads it: how the convolution's tasks split its
+/// output decides what that step finds in its own cache. It is the network's depthwise
+/// convolution where that is the reader (an expansion then shares its step, as in the
+/// network: `kernels::expand_window`, whose tasks split only output-channel tiles, so that
+/// the tile's rows decide their balance), else another max pool.
 fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let x = graph.shape(graph.operands(id)[0]).clone();
     let mut alone = Graph::new("tune");
@@ -166,8 +169,9 @@ fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let op: Op = graph.node(id).op.clone();
     let mut out: Vec<Value> =
         alone.add(op, &written, "conv", None).expect("the shapes fit as they did in the network");
-    if feeds_window(graph, id) {
-        out = alone.add(pool(), &out, READER, None).expect("a 3x3 max pool keeps the shape");
+    if let Some(reader) = window_reader(graph, id) {
+        let reader = if matches!(reader, Op::Conv(_)) { reader } else { pool() };
+        out = alone.add(reader, &out, READER, None).expect("the reader's shapes fit as in the network");
     }
     alone.set_outputs(out);
     alone
@@ -176,17 +180,19 @@ fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
 /// The name of the step after the convolution in [`alone`], timed with it.
 const READER: &str = "reader";
 
-/// Whether node `id`'s output, through the epilogues fused into its step, is read by a window
-/// step (a depthwise convolution or a pool).
-fn feeds_window(graph: &Graph, id: ir::NodeId) -> bool {
-    graph.users(id).into_iter().any(|(user, _, _)| {
+/// The window step (a depthwise convolution or a pool) that reads node `id`'s output, through
+/// the epilogues fused into its step, if any.
+fn window_reader(graph: &Graph, id: ir::NodeId) -> Option<Op> {
+    graph.users(id).into_iter().find_map(|(user, _, _)| {
         let node = graph.node(user);
         match &node.op {
-            Op::MaxPool(_) | Op::AvgPool(_) => true,
+            Op::MaxPool(_) | Op::AvgPool(_) => Some(node.op.clone()),
             Op::Conv(conv) => {
                 crate::kernels::window::depthwise(conv, graph.shape(Value { node: id, port: 0 }).channels())
+                    .then(|| node.op.clone())
             }
-            _ => node.epilogue && feeds_window(graph, user),
+            _ if node.epilogue => window_reader(graph, user),
+            _ => None,
         }
     })
 }
@@ -215,8 +221,8 @@ mod tests {
         let graph = passes::optimize(&graph, &weights, passes::Level::O2, None).graph;
         // With a batch norm, a statement's conv is `NAME.0` (its activation `NAME.2`).
         let conv = |name: &str| graph.node_ids().find(|&id| graph.node(id).name == name).expect(name);
-        assert!(feeds_window(&graph, conv("expand.0")));
-        assert!(!feeds_window(&graph, conv("project.0")));
+        assert!(matches!(window_reader(&graph, conv("expand.0")), Some(Op::Conv(_))));
+        assert!(window_reader(&graph, conv("project.0")).is_none());
         let readers = |id| {
             let alone = alone(&graph, id);
             alone.node_ids().filter(|&n| alone.node(n).name == READER).count()

@@ -71,6 +71,32 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
         [3, 5, 31],
         "Conv(out: 3, kernel: 3, stride: 2, groups: 3, bn: true), MaxPool(kernel: 3, stride: 2, padding: 1)",
     ),
+    // A 1x1 convolution and the depthwise one that alone reads it share a step.
+    (
+        "expand_depthwise",
+        [7, 13, 11],
+        "Conv(out: 22, kernel: 1, bn: true, act: Relu6), Conv(out: 22, kernel: 3, groups: 22, bn: true, act: Relu6), \
+         Conv(out: 5, kernel: 1)",
+    ),
+    // The depthwise output may take the bytes of the 1x1's input, dead by its own step, and
+    // channels enough for several tasks, each of which reads all of that input.
+    (
+        "expand_depthwise_reuse",
+        [64, 24, 23],
+        "Relu, Conv(out: 64, kernel: 1, act: Relu6), Conv(out: 64, kernel: 3, groups: 64, bn: true), Relu",
+    ),
+    (
+        "expand_depthwise_s2",
+        [5, 12, 37],
+        "Conv(out: 13, kernel: 1, act: Relu), Conv(out: 13, kernel: 3, stride: 2, groups: 13, bn: true)",
+    ),
+    // The depthwise convolution's residual, computed before the 1x1 that the step is placed at.
+    (
+        "expand_depthwise_residual",
+        [6, 9, 10],
+        r#"Conv(name: "r", out: 12, kernel: 3), Conv(out: 5, kernel: 1), Conv(out: 12, kernel: 1),
+           Conv(name: "d", out: 12, kernel: 3, groups: 12), Add(["d", "r"]), Relu"#,
+    ),
     ("depthwise5_s2", [6, 15, 14], "Conv(out: 6, kernel: 5, stride: 2, groups: 6, act: Relu6)"),
     ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
     (
@@ -175,6 +201,12 @@ const TUNABLE: &[(&str, [usize; 3], &str)] = &[
         [17, 7, 7],
         r#"Alias(name: "x"), Conv(name: "c", out: 17, kernel: 1, bn: true), Add(["x", "c"]), Relu"#,
     ),
+    // Fused with the depthwise convolution it feeds (kernels::expand_window).
+    (
+        "pointwise into a depthwise convolution",
+        [13, 9, 10],
+        "Conv(out: 21, kernel: 1, act: Relu6), Conv(out: 21, kernel: 3, groups: 21, bn: true)",
+    ),
     ("winograd", [9, 7, 11], "Conv(out: 19, kernel: 3, bias: true, act: Relu)"),
     ("shifted", [7, 9, 21], "Conv(out: 9, kernel: 5, padding: 2)"),
     ("im2col", [9, 8, 7], "Conv(out: 11, kernel: 3, stride: 2, padding: 1)"),
@@ -199,6 +231,7 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
             Sweep::Pixels,
             Sweep::Packed,
             Sweep::PackedPixels,
+            Sweep::SplitK,
         ];
         for sweep in sweeps {
             let named = codegen::schedule::Schedule { sweep, ..candidates[0] };
@@ -269,6 +302,34 @@ fn thread_count_variants_match_eval() {
         let err = out.relative_error(&expected[0]);
         assert!(err < 1e-4, "on {threads} threads: {err}");
     }
+}
+
+/// A 1x1 convolution read only by a depthwise convolution shares its step; one whose output
+/// another node also reads keeps its own.
+#[test]
+fn a_pointwise_convolution_shares_its_step_with_the_depthwise_convolution_alone_reading_it() {
+    let steps = |body: &str| {
+        let (graph, weights, _, _) = case("fused", [8, 9, 10], body);
+        let opt = passes::optimize(&graph, &weights, Level::O2, None);
+        let target = codegen::Target::host();
+        let s = codegen::schedule::Schedules::default();
+        let lowered = codegen::lower(&opt.graph, &opt.weights, &opt.plan, target.isa(), &s, "f").unwrap();
+        lowered.steps.iter().map(|s| s.op.clone()).collect::<Vec<_>>()
+    };
+    let alone =
+        steps("Conv(out: 16, kernel: 1, act: Relu6), Conv(out: 16, kernel: 3, groups: 16, act: Relu6)");
+    assert!(alone.contains(&"conv+relu6+conv+relu6".to_string()), "{alone:?}");
+    let residual = steps(
+        r#"Conv(name: "r", out: 12, kernel: 3), Conv(out: 5, kernel: 1), Conv(out: 12, kernel: 1),
+           Conv(name: "d", out: 12, kernel: 3, groups: 12), Add(["d", "r"]), Relu"#,
+    );
+    assert!(residual.contains(&"conv+conv+add+relu".to_string()), "{residual:?}");
+    let same_width = steps("Conv(out: 8, kernel: 1), Conv(out: 8, kernel: 3, groups: 8)");
+    assert_eq!(same_width, ["conv", "conv", "copy"], "a 1x1 that does not expand keeps its step");
+    let shared = steps(
+        r#"Conv(out: 16, kernel: 1), Alias(name: "e"), Conv(name: "d", out: 16, kernel: 3, groups: 16), Add(["e", "d"])"#,
+    );
+    assert!(!shared.iter().any(|op| op.matches("conv").count() > 1), "{shared:?}");
 }
 
 /// More threads than the runtime has home ranges (16), on steps of dozens of tasks: threads

@@ -93,6 +93,21 @@ impl Plan {
         self.peak_bytes = assign_offsets(&mut self.buffers);
     }
 
+    /// Makes the buffers of `value` alive from schedule step `step` on, and places the
+    /// buffers again: a kernel computes `value` at that earlier step (a code generator's
+    /// fusion of its node into an earlier one's kernel), while what that step reads is still
+    /// alive and must keep its bytes.
+    pub fn write_earlier(&mut self, value: Value, step: usize) {
+        let buffers: Vec<usize> = match &self.placements[&value] {
+            Placement::Whole(b) => vec![*b],
+            Placement::Planes(planes) => planes.iter().map(|&(b, _)| b).collect(),
+        };
+        for b in buffers {
+            self.buffers[b].first = self.buffers[b].first.min(step);
+        }
+        self.peak_bytes = assign_offsets(&mut self.buffers);
+    }
+
     /// Checks the plan's invariant: buffers alive at the same time never share arena bytes,
     /// and all fit in `peak_bytes`.
     pub fn check(&self) -> Result<(), String> {
@@ -345,6 +360,24 @@ mod tests {
         let one = 4 * 8 * 8 * 4;
         assert_eq!(p.buffers.len(), 5, "the input and four conv outputs");
         assert_eq!(p.peak_bytes, 2 * one, "two buffers suffice for a chain");
+    }
+
+    #[test]
+    fn a_value_written_earlier_keeps_apart_from_what_that_step_reads() {
+        // Conv 3 may take conv 1's bytes, dead after conv 2; written at conv 2's step (fused
+        // into its kernel), it must not.
+        let g = network("Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3)");
+        let mut p = plan(&g, true);
+        let value = |step: usize| Value { node: p.schedule[step], port: 0 };
+        let (first, third) = (value(1), value(3));
+        let offset = |p: &Plan, v: Value| match p.placements[&v] {
+            Placement::Whole(b) => p.buffers[b].offset,
+            Placement::Planes(_) => unreachable!("a conv's output is a whole buffer"),
+        };
+        assert_eq!(offset(&p, first), offset(&p, third), "the chain reuses conv 1's bytes");
+        p.write_earlier(third, 2);
+        assert_disjoint(&p);
+        assert_ne!(offset(&p, first), offset(&p, third));
     }
 
     #[test]

@@ -237,7 +237,11 @@ impl Lowering<'_> {
 
     /// A 1x1 convolution (stride 1, no padding): the input planes are the matrix `X`.
     pub fn pointwise_conv(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
-        self.planes_gemm(f, id, chain, None);
+        let Op::Conv(conv) = &self.graph.node(id).op else { unreachable!("a convolution") };
+        match self.schedule(id).sweep {
+            Sweep::SplitK if conv.groups == 1 => self.split_k_conv(f, id, chain),
+            _ => self.planes_gemm(f, id, chain, None),
+        }
     }
 
     /// A convolution with stride 1 and a larger kernel, as a sum of 1x1 convolutions over
@@ -389,7 +393,7 @@ impl Lowering<'_> {
             f.count(&count, |f, i| {
                 let t = f.int("add", &first_tile, i);
                 let (pt, mt) = match pr.sweep {
-                    Sweep::Channels | Sweep::Streamed | Sweep::Panel | Sweep::Packed => {
+                    Sweep::Channels | Sweep::Streamed | Sweep::Panel | Sweep::Packed | Sweep::SplitK => {
                         (f.int("udiv", &t, m_tiles), f.int("urem", &t, m_tiles))
                     }
                     Sweep::Pixels | Sweep::PackedPixels => {
@@ -857,14 +861,39 @@ impl Outputs {
         out_off: &str,
         prefetch: Option<(&str, usize)>,
     ) {
+        let whole = Part { k: 0..pr.k, zero_bias: None };
+        self.call_part(f, tile, pr, mt, &whole, inputs, in_off, p_valid, out_off, prefetch);
+    }
+
+    /// [`Outputs::call`] over the reduction rows `part.k` alone, `inputs` holding just those.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn call_part(
+        &self,
+        f: &mut Function,
+        tile: &str,
+        pr: &Product,
+        mt: &str,
+        part: &Part,
+        inputs: &str,
+        in_off: &str,
+        p_valid: &str,
+        out_off: &str,
+        prefetch: Option<(&str, usize)>,
+    ) {
         let m0 = f.int("mul", mt, self.rows);
         let left = f.int("sub", pr.m, &m0);
         let m_valid = f.umin(&left, self.rows);
         let a = f.int("mul", mt, pr.k * self.rows);
         let a = f.int("add", &a, &self.a);
+        let a = f.int("add", &a, part.k.start * self.rows);
         let a = f.float_at("%w", &a);
-        let bias = f.int("add", &self.bias, &m0);
-        let bias = f.float_at("%w", &bias);
+        let bias = match part.zero_bias {
+            Some(zeros) => f.float_at("%w", &zeros.to_string()),
+            None => {
+                let bias = f.int("add", &self.bias, &m0);
+                f.float_at("%w", &bias)
+            }
+        };
         let outs = f.pointer_at(&self.outs, &m0);
         let residuals = match &self.residuals {
             Some(r) => f.pointer_at(r, &m0),
@@ -873,10 +902,17 @@ impl Outputs {
         f.line(format!(
             "call void {tile}(ptr {inputs}, i64 {}, i64 {in_off}, i64 {p_valid}, ptr {a}, ptr {bias}, ptr {outs}, \
              ptr {residuals}, i64 {out_off}, i64 {m_valid}{})",
-            pr.k,
+            part.k.len(),
             prefetch.map_or(String::new(), |(at, step)| format!(", ptr {at}, i64 {step}"))
         ));
     }
+}
+
+/// The reduction rows a tile call sums over, and, for a call that leaves the bias to another
+/// part, the blob offset of zeros to start from instead.
+pub(crate) struct Part {
+    pub k: std::ops::Range<usize>,
+    pub zero_bias: Option<usize>,
 }
 
 /// Emits `step(k, phase)` for every `k < %k`: `phases` consecutive steps per round, each

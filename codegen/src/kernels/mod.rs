@@ -3,10 +3,12 @@
 pub(crate) mod classifier;
 pub mod direct;
 pub mod elementwise;
+pub(crate) mod expand_window;
 pub mod gemm;
 pub(crate) mod geometry;
 mod linear;
 pub(crate) mod padded;
+mod split_k;
 mod training;
 pub mod window;
 pub mod winograd;

@@ -57,16 +57,61 @@ struct ChannelWindows<'a> {
 /// as it is.
 type Input<'i> = dyn FnMut(&mut Function, usize, usize, usize) -> Option<String> + 'i;
 
+/// A window step's setup, shared by its channels: how windows combine (the weights pushed
+/// to the blob), the geometry, and how each plane is computed.
+pub(crate) struct Windows {
+    combine: Combine,
+    at: Window,
+    x: ir::Value,
+    out: ir::Value,
+    channels: usize,
+    rows_per_block: usize,
+    spill: bool,
+    pad: f32,
+}
+
+impl Windows {
+    /// Window taps per output channel (the column stride's extra windows included).
+    pub fn work_per_channel(&self) -> usize {
+        let [kh, kw] = self.at.kernel;
+        self.at.output[0] * self.at.output[1] * kh * kw * self.at.stride[1]
+    }
+}
+
 impl Lowering<'_> {
     /// A depthwise convolution or a pooling layer, with its fused epilogues `chain`.
     pub fn window(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
+        let windows = self.windows(id, chain);
+        let batch = self.graph.shape(windows.out).batch();
+        let chunks = task_count(windows.channels, TASK_WORK / windows.work_per_channel());
+        self.parallel(f, batch * chunks, |l, f| {
+            let chunk = f.int("urem", "%t", chunks);
+            let n = f.int("udiv", "%t", chunks);
+            let (first, count) = task_items(f, &chunk, chunks, windows.channels);
+            f.count(&count, |f, i| {
+                let c = f.int("add", &first, i);
+                l.window_channel(f, &windows, chain, &c, &n);
+            });
+        });
+    }
+
+    /// Prepares window node `id` (with its fused epilogues `chain`): pushes its weights, once
+    /// per node, and works out how its planes are computed.
+    pub(crate) fn windows(&mut self, id: NodeId, chain: &Chain) -> Windows {
         let graph = self.graph;
         let node = graph.node(id);
         let combine = match &node.op {
             Op::Conv(c) => {
-                let weights = self.push(&self.param(node, "weight"));
-                let bias = if c.bias { self.param(node, "bias") } else { vec![0.0; c.out_channels] };
-                let bias = self.push(&bias);
+                let (weights, bias) = match self.window_weights.get(&id) {
+                    Some(&pushed) => pushed,
+                    None => {
+                        let weights = self.push(&self.param(node, "weight"));
+                        let bias = if c.bias { self.param(node, "bias") } else { vec![0.0; c.out_channels] };
+                        let pushed = (weights, self.push(&bias));
+                        self.window_weights.insert(id, pushed);
+                        pushed
+                    }
+                };
                 Combine::Conv { weights, bias }
             }
             Op::MaxPool(_) => Combine::Max,
@@ -80,9 +125,6 @@ impl Lowering<'_> {
         let at = Window::of(&node.op, &xs, &ys);
         let [kh, kw] = at.kernel;
         let parts = at.stride[1];
-        let lanes = self.isa.lanes;
-        let channels = ys[1];
-        let chunks = task_count(channels, TASK_WORK / (ys[2] * ys[3] * kh * kw * parts));
         // Output rows computed together: their accumulators and the kernel's taps stay in
         // registers, with a few to spare for the loaded inputs. Taps too many to fit (5x5 on
         // 16 registers) are read from memory by the multiply-adds, and leave the registers to
@@ -95,45 +137,44 @@ impl Lowering<'_> {
         // Whole-vector tails spill into the next row, unless that row is a residual the
         // epilogue reads after the spill (an in-place add).
         let spill = chain.residual.is_none();
-        self.parallel(f, ys[0] * chunks, |l, f| {
-            let chunk = f.int("urem", "%t", chunks);
-            let n = f.int("udiv", "%t", chunks);
-            let (first, count) = task_items(f, &chunk, chunks, channels);
-            f.count(&count, |f, i| {
-                let c = f.int("add", &first, i);
-                let ty = Ty::Vector(lanes);
-                let (taps, init) = match combine {
-                    Combine::Conv { weights, bias } => {
-                        let first = f.int("mul", &c, kh * kw);
-                        let first = f.int("add", &first, weights);
-                        let taps: Vec<String> = (0..kh * kw)
-                            .map(|t| {
-                                let at = f.int("add", &first, t);
-                                let tap = f.load("%w", &at);
-                                f.splat(&tap, lanes)
-                            })
-                            .collect();
-                        let at = f.int("add", &c, bias);
-                        let bias = f.load("%w", &at);
-                        (taps, f.splat(&bias, lanes))
-                    }
-                    Combine::Max => (Vec::new(), ty.constant(f32::NEG_INFINITY)),
-                    Combine::Average => (Vec::new(), ty.constant(0.0)),
-                };
-                let windows = ChannelWindows {
-                    combine: &combine,
-                    taps,
-                    init,
-                    at,
-                    lanes,
-                    dst: l.plane(f, out, &c, &n),
-                    residual: chain.residual.map(|r| l.plane(f, r, &c, &n)),
-                    steps: &chain.steps,
-                };
-                let src = l.plane(f, x, &c, &n);
-                windows.plane(f, &src, rows_per_block, spill, pad);
-            });
-        });
+        Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad }
+    }
+
+    /// Every window of channel `c` (a register) of batch item `n`.
+    pub(crate) fn window_channel(&mut self, f: &mut Function, w: &Windows, chain: &Chain, c: &str, n: &str) {
+        let [kh, kw] = w.at.kernel;
+        let lanes = self.isa.lanes;
+        let ty = Ty::Vector(lanes);
+        let (taps, init) = match w.combine {
+            Combine::Conv { weights, bias } => {
+                let first = f.int("mul", c, kh * kw);
+                let first = f.int("add", &first, weights);
+                let taps: Vec<String> = (0..kh * kw)
+                    .map(|t| {
+                        let at = f.int("add", &first, t);
+                        let tap = f.load("%w", &at);
+                        f.splat(&tap, lanes)
+                    })
+                    .collect();
+                let at = f.int("add", c, bias);
+                let bias = f.load("%w", &at);
+                (taps, f.splat(&bias, lanes))
+            }
+            Combine::Max => (Vec::new(), ty.constant(f32::NEG_INFINITY)),
+            Combine::Average => (Vec::new(), ty.constant(0.0)),
+        };
+        let windows = ChannelWindows {
+            combine: &w.combine,
+            taps,
+            init,
+            at: w.at,
+            lanes,
+            dst: self.plane(f, w.out, c, n),
+            residual: chain.residual.map(|r| self.plane(f, r, c, n)),
+            steps: &chain.steps,
+        };
+        let src = self.plane(f, w.x, c, n);
+        windows.plane(f, &src, w.rows_per_block, w.spill, w.pad);
     }
 }
 
