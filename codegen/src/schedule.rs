@@ -126,22 +126,28 @@ impl Schedule {
         // The sweep is a choice of the products whose tiles run in one flat order: 1x1 and
         // Winograd convolutions.
         let mut methods = Vec::new();
-        if pointwise {
-            methods.extend([
-                (true, Sweep::Panel),
-                (true, Sweep::Packed),
-                (true, Sweep::PackedPixels),
-                (true, Sweep::Streamed),
-            ]);
-            if conv.groups == 1 {
-                methods.push((true, Sweep::SplitK));
+        if pointwise && crate::kernels::expand_window::window_after(graph, id).is_some() {
+            // Fused with its depthwise reader, its tiles run in that kernel's one order: only
+            // the tile is a choice.
+            methods.push((true, default.sweep));
+        } else {
+            if pointwise {
+                methods.extend([
+                    (true, Sweep::Panel),
+                    (true, Sweep::Packed),
+                    (true, Sweep::PackedPixels),
+                    (true, Sweep::Streamed),
+                ]);
+                if conv.groups == 1 {
+                    methods.push((true, Sweep::SplitK));
+                }
             }
-        }
-        if pointwise || winograd {
-            methods.extend([(true, Sweep::Channels), (true, Sweep::Pixels)]);
-        }
-        if !pointwise {
-            methods.push((false, Sweep::Channels));
+            if pointwise || winograd {
+                methods.extend([(true, Sweep::Channels), (true, Sweep::Pixels)]);
+            }
+            if !pointwise {
+                methods.push((false, Sweep::Channels));
+            }
         }
         let mut all = vec![default];
         for tile in std::iter::once(default.tile).chain(tiles) {
@@ -422,6 +428,14 @@ mod tests {
         // 3x3: four tiles by Winograd with either flat sweep or direct; depthwise: none; 1x1:
         // four tiles by any of seven sweeps (split-K for one group only).
         assert_eq!(counts, [12, 0, 28]);
+        let text = r#"Network(name: "n", input: Image(channels: 8, height: 8, width: 8), body: [
+            Conv(out: 16, kernel: 1, act: Relu6), Conv(out: 16, kernel: 3, groups: 16)])"#;
+        let graph =
+            ir::from_ron_str(text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+        let graph = passes::optimize(&graph, &ir::Weights::seeded(&graph, 0), passes::Level::O2, None).graph;
+        let expansion = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
+        let candidates = Schedule::candidates(&graph, expansion, isa);
+        assert_eq!(candidates.len(), 4, "fused with its depthwise reader, only tiles: {candidates:?}");
         for &id in &convs {
             let candidates = Schedule::candidates(&graph, id, isa);
             if let Some(first) = candidates.first() {

@@ -34,6 +34,19 @@ pub(crate) fn fusable_window(graph: &ir::Graph, id: NodeId, value: ir::Value) ->
     depthwise(next, conv.out_channels).then_some(reader)
 }
 
+/// The depthwise convolution that [`fusable_window`] fuses 1x1 convolution `id` with, found
+/// through its epilogue nodes (each the sole reader of the one before).
+pub(crate) fn window_after(graph: &ir::Graph, id: NodeId) -> Option<NodeId> {
+    let mut value = ir::Value { node: id, port: 0 };
+    while let [(user, _, _)] = graph.users(value.node)[..] {
+        if !graph.node(user).epilogue {
+            return fusable_window(graph, id, value);
+        }
+        value = ir::Value { node: user, port: 0 };
+    }
+    None
+}
+
 impl Lowering<'_> {
     /// 1x1 convolution `id` with its epilogues `chain`, and depthwise convolution `dw` with
     /// its own, `dw_chain`, in one step: a task's channels are the output-channel tiles of the
