@@ -52,15 +52,21 @@ def main():
             times[name].append(e["dur"])
             kinds[name] = e.get("args", {}).get("op_name", "?")
     medians = {name: statistics.median(d[args.warmup:] or d) / 1000 for name, d in times.items()}
+    report(medians, kinds, 24)
+
+
+def report(medians, kinds, width):
+    """Prints each node's median ms with its op (`kinds`, `width` characters), in order, then
+    the sums by op and the total."""
     by_kind = collections.Counter()
-    print(f"{'node':72s} {'op':24s} {'ms':>8s}")
+    print(f"{'node':72s} {'op':{width}s} {'ms':>8s}")
     for name, ms in medians.items():
-        print(f"{name:72s} {kinds[name]:24s} {ms:8.4f}")
+        print(f"{name[-72:]:72s} {kinds[name]:{width}s} {ms:8.4f}")
         by_kind[kinds[name]] += ms
     print()
     for kind, ms in by_kind.most_common():
-        print(f"{kind:24s} {ms:8.4f} ms")
-    print(f"{'total':24s} {sum(medians.values()):8.4f} ms")
+        print(f"{kind:{width}s} {ms:8.4f} ms")
+    print(f"{'total':{width}s} {sum(medians.values()):8.4f} ms")
 
 
 if __name__ == "__main__":
