@@ -100,9 +100,7 @@ impl Lowering<'_> {
                 let next = f.int("add", &next, wt);
                 let next = f.float_at("%w", &next);
                 f.count(p_tiles, |f, pt| {
-                    let p0 = f.int("mul", pt, cols);
-                    let left = f.int("sub", pr.p, &p0);
-                    let p_valid = f.umin(&left, cols);
+                    let (p0, p_valid) = pr.pixel_tile(f, pt);
                     let panel = gemm::packed_panel(f, &pr, panels, p_tiles, &n, pt);
                     let ahead = f.int("mul", pt, share);
                     let ahead = f.let_("pf", format!("getelementptr i8, ptr {next}, i64 {ahead}"));

@@ -1,5 +1,5 @@
-//! A 1x1 convolution fused with the depthwise convolution that alone reads it (MobileNet V2's
-//! expansion and depthwise steps, ShuffleNet V2's first 1x1 and depthwise steps): each task
+//! A 1x1 convolution that expands its input fused with the depthwise convolution that alone
+//! reads it (MobileNet V2's expansion and depthwise steps): each task
 //! computes a range of the 1x1's output channels over the whole plane, then the depthwise
 //! windows of the same channels, which read what the task wrote while it is still in its
 //! core's cache. Separate steps write an expansion of up to 4.8 MB (MobileNet V2 at 112x112)
@@ -80,9 +80,7 @@ impl Lowering<'_> {
             f.count(&count, |f, i| {
                 let mt = f.int("add", &first, i);
                 f.count(p_tiles, |f, pt| {
-                    let p0 = f.int("mul", pt, cols);
-                    let left = f.int("sub", pr.p, &p0);
-                    let p_valid = f.umin(&left, cols);
+                    let (p0, p_valid) = pr.pixel_tile(f, pt);
                     tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, t| {
                         outputs.call(f, t, &pr, &mt, &inputs, &p0, &p_valid, &p0, None)
                     });

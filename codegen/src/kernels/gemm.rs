@@ -147,6 +147,16 @@ impl Product {
     pub fn cols(&self) -> usize {
         self.vectors * self.lanes
     }
+
+    /// The first pixel of pixel tile `pt` (a register) and how many of its pixels there are
+    /// (fewer than [`Product::cols`] in the last tile).
+    pub fn pixel_tile(&self, f: &mut Function, pt: &str) -> (String, String) {
+        let cols = self.cols();
+        let p0 = f.int("mul", pt, cols);
+        let left = f.int("sub", self.p, &p0);
+        let p_valid = f.umin(&left, cols);
+        (p0, p_valid)
+    }
 }
 
 impl Lowering<'_> {
@@ -413,9 +423,7 @@ impl Lowering<'_> {
                         (in_off, p_valid, out_off)
                     }
                     _ => {
-                        let p0 = f.int("mul", &pt, cols);
-                        let left = f.int("sub", pr.p, &p0);
-                        let p_valid = f.umin(&left, cols);
+                        let (p0, p_valid) = pr.pixel_tile(f, &pt);
                         (p0.clone(), p_valid, p0)
                     }
                 };
@@ -471,7 +479,7 @@ impl Lowering<'_> {
         x: ir::Value,
         p_tiles: usize,
     ) -> usize {
-        let (cols, panel_floats) = (pr.cols(), pr.k * pr.cols());
+        let panel_floats = pr.k * pr.cols();
         let base = self.scratch_arena(pr.batch * pr.groups * p_tiles * panel_floats * 4);
         let chunks = task_count(p_tiles, TASK_WORK / panel_floats);
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
@@ -483,9 +491,7 @@ impl Lowering<'_> {
             let (first, count) = task_items(f, &chunk, chunks, p_tiles);
             f.count(&count, |f, i| {
                 let pt = f.int("add", &first, i);
-                let p0 = f.int("mul", &pt, cols);
-                let left = f.int("sub", pr.p, &p0);
-                let p_valid = f.umin(&left, cols);
+                let (p0, p_valid) = pr.pixel_tile(f, &pt);
                 let panel = packed_panel(f, pr, base, p_tiles, &item, &pt);
                 pack_panel(f, &inputs, &panel, &p0, &p_valid, pr);
             });

@@ -57,9 +57,7 @@ impl Lowering<'_> {
                     // Every channel tile under one pixel tile: its input stays in L1.
                     f.count(&count, |f, j| {
                         let pt = f.int("add", &first, j);
-                        let p0 = f.int("mul", &pt, cols);
-                        let left = f.int("sub", pr.p, &p0);
-                        let p_valid = f.umin(&left, cols);
+                        let (p0, p_valid) = pr.pixel_tile(f, &pt);
                         f.count(m_tiles, |f, mt| {
                             tiles_fitting(f, &tile, narrow.as_deref(), &column, lanes, &p_valid, |f, t| {
                                 outputs.call_part(f, t, &pr, mt, &part, &inputs, &p0, &p_valid, &p0, None)
