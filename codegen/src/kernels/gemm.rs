@@ -31,7 +31,7 @@ const WEIGHTS_AHEAD: usize = 4096;
 const COLUMN_ACCUMULATORS: usize = 8;
 
 /// Pixels up to which a tail tile is computed a column at a time.
-const COLUMN_PIXELS: usize = 2;
+const COLUMN_PIXELS: usize = 4;
 
 /// Independent accumulators that keep both FMA pipes busy through the multiply-add latency
 /// (2 pipes x 4 cycles, on Zen as on recent Intel cores), and the most phases of k a tile
@@ -744,10 +744,11 @@ impl Lowering<'_> {
 
 impl Lowering<'_> {
     /// The column micro-kernel with epilogue `steps`, defined on first use: the same call as
-    /// [`Lowering::tile`], computing its `p_valid` pixels one at a time, each as a sum over k of
-    /// a vector of the tile's `rows` weights (one packed row of `a`) times that pixel's input,
-    /// in phases of k with independent accumulators. A tail of one or two pixels (a 7x7
-    /// plane's 49th) then costs about one cycle per k rather than the three of a narrow tile.
+    /// [`Lowering::tile`], for at most [`COLUMN_PIXELS`] pixels, computing each pixel as a sum
+    /// over k of a vector of the tile's `rows` weights (one packed row of `a`) times that
+    /// pixel's input, all its pixels together, in phases of k with independent accumulators.
+    /// A tail of a few pixels (a 7x7 plane's 49th, a 14x14 plane's last 4) then costs about
+    /// one cycle per k, plus half one per pixel, rather than the five of a 9-row narrow tile.
     /// From a panel, it reads the pixels packed row after row, `p_valid` floats per row.
     pub(crate) fn column_tile(&mut self, steps: &[Step], rows: usize, panel: Option<usize>) -> String {
         // Zero vectors: no tile of `tile`'s is zero vectors wide.
@@ -757,74 +758,99 @@ impl Lowering<'_> {
         }
         let name = self.global_name("column");
         let lanes = self.isa.lanes;
-        let ty = Ty::Vector(lanes);
-        let vectors = rows.div_ceil(lanes);
-        let phases = (COLUMN_ACCUMULATORS / vectors).max(1);
         let mut f = Function::new();
-        f.count("%p_valid", |f, j| {
-            // The first phase starts at the bias, as in `tile`.
-            let acc: Vec<Vec<String>> = (0..phases)
-                .map(|phase| {
-                    (0..vectors)
-                        .map(|v| {
-                            let init = match phase {
-                                0 => f.load_ty(ty, "%bias", &(v * lanes).to_string(), None),
-                                _ => "zeroinitializer".to_string(),
-                            };
-                            f.slot(ty, &init)
-                        })
-                        .collect()
-                })
-                .collect();
-            let pixel = f.int("add", "%in_off", j);
-            let step = |f: &mut Function, k: &str, acc: &[String]| {
-                let x = match panel {
-                    // A panel of a column tile's pixels has them row after row (see `pack_panel`).
-                    Some(_) => {
-                        let at = f.int("mul", k, "%p_valid");
-                        let at = f.int("add", &at, &pixel);
-                        f.load("%rows", &at)
-                    }
-                    None => {
-                        let slot = f.pointer_at("%rows", k);
-                        let row = f.let_("row", format!("load ptr, ptr {slot}"));
-                        f.load(&row, &pixel)
-                    }
-                };
-                let x = f.splat(&x, lanes);
-                let a = f.int("mul", k, rows);
-                prefetch_weights(f, &a);
-                for (v, slot) in acc.iter().enumerate() {
-                    let at = f.int("add", &a, v * lanes);
-                    let w = f.load_ty(ty, "%a", &at, None);
-                    f.fma_into(ty, slot, &w, &x);
-                }
-            };
-            in_phases(f, phases, |f, k, phase| step(f, k, &acc[phase]));
-            sum_phases(f, ty, &acc[0], acc[1..].iter());
-            let at = f.int("add", "%out_off", j);
-            for r in 0..rows {
-                let live = f.let_("live", format!("icmp ult i64 {r}, %m_valid"));
-                f.when(&live, |f| {
-                    let sums = f.let_("s", format!("load {}, ptr {}", ty.name(), acc[0][r / lanes]));
-                    let y = f.let_("s", format!("extractelement {} {sums}, i64 {}", ty.name(), r % lanes));
-                    let y = epilogue::emit(steps, f, Ty::Scalar, &y, &mut |f| {
-                        let slot = f.pointer_at("%residuals", &r.to_string());
-                        let residual = f.let_("res", format!("load ptr, ptr {slot}"));
-                        f.load(&residual, &at)
-                    });
-                    let slot = f.pointer_at("%outs", &r.to_string());
-                    let out = f.let_("out", format!("load ptr, ptr {slot}"));
-                    f.store(&y, &out, &at);
-                });
-            }
-        });
+        // One body for each count of pixels, their loads and multiply-adds unrolled.
+        for pixels in 1..=COLUMN_PIXELS {
+            let exactly = f.let_("px", format!("icmp eq i64 %p_valid, {pixels}"));
+            f.when(&exactly, |f| column_pixels(f, steps, rows, panel, pixels, lanes));
+        }
         self.define(&f.finish(&format!(
             "define internal void {name}(ptr noalias %rows, i64 %k, i64 %in_off, i64 %p_valid, ptr noalias %a, \
              ptr noalias %bias, ptr noalias %outs, ptr %residuals, i64 %out_off, i64 %m_valid)"
         )));
         self.tiles.insert(key, name.clone());
         name
+    }
+}
+
+/// The body of a column tile (see [`Lowering::column_tile`]) for exactly `pixels` pixels.
+fn column_pixels(
+    f: &mut Function,
+    steps: &[Step],
+    rows: usize,
+    panel: Option<usize>,
+    pixels: usize,
+    lanes: usize,
+) {
+    let ty = Ty::Vector(lanes);
+    let vectors = rows.div_ceil(lanes);
+    let phases = (COLUMN_ACCUMULATORS / (vectors * pixels)).max(1);
+    // Accumulator `j * vectors + v` of each phase: vector `v` of the rows of pixel `j`; the
+    // first phase starts at the bias, as in `tile`.
+    let acc: Vec<Vec<String>> = (0..phases)
+        .map(|phase| {
+            (0..pixels * vectors)
+                .map(|i| {
+                    let init = match phase {
+                        0 => f.load_ty(ty, "%bias", &(i % vectors * lanes).to_string(), None),
+                        _ => "zeroinitializer".to_string(),
+                    };
+                    f.slot(ty, &init)
+                })
+                .collect()
+        })
+        .collect();
+    let step = |f: &mut Function, k: &str, acc: &[String]| {
+        let xs: Vec<String> = (0..pixels)
+            .map(|j| {
+                let x = match panel {
+                    // A panel of a column tile's pixels has them row after row (see `pack_panel`).
+                    Some(_) => {
+                        let at = f.int("mul", k, pixels);
+                        let at = f.int("add", &at, "%in_off");
+                        let at = f.int("add", &at, j);
+                        f.load("%rows", &at)
+                    }
+                    None => {
+                        let slot = f.pointer_at("%rows", k);
+                        let row = f.let_("row", format!("load ptr, ptr {slot}"));
+                        let at = f.int("add", "%in_off", j);
+                        f.load(&row, &at)
+                    }
+                };
+                f.splat(&x, lanes)
+            })
+            .collect();
+        let a = f.int("mul", k, rows);
+        prefetch_weights(f, &a);
+        for v in 0..vectors {
+            let at = f.int("add", &a, v * lanes);
+            let w = f.load_ty(ty, "%a", &at, None);
+            for (j, x) in xs.iter().enumerate() {
+                f.fma_into(ty, &acc[j * vectors + v], &w, x);
+            }
+        }
+    };
+    in_phases(f, phases, |f, k, phase| step(f, k, &acc[phase]));
+    sum_phases(f, ty, &acc[0], acc[1..].iter());
+    for j in 0..pixels {
+        let at = f.int("add", "%out_off", j);
+        for r in 0..rows {
+            let live = f.let_("live", format!("icmp ult i64 {r}, %m_valid"));
+            f.when(&live, |f| {
+                let sums =
+                    f.let_("s", format!("load {}, ptr {}", ty.name(), acc[0][j * vectors + r / lanes]));
+                let y = f.let_("s", format!("extractelement {} {sums}, i64 {}", ty.name(), r % lanes));
+                let y = epilogue::emit(steps, f, Ty::Scalar, &y, &mut |f| {
+                    let slot = f.pointer_at("%residuals", &r.to_string());
+                    let residual = f.let_("res", format!("load ptr, ptr {slot}"));
+                    f.load(&residual, &at)
+                });
+                let slot = f.pointer_at("%outs", &r.to_string());
+                let out = f.let_("out", format!("load ptr, ptr {slot}"));
+                f.store(&y, &out, &at);
+            });
+        }
     }
 }
 
@@ -1081,17 +1107,19 @@ pub(crate) fn tiles_fitting(
 }
 
 /// The relative time of a micro-tile of `rows` output channels over `pixels` pixels, per step
-/// of the reduction: its multiply-adds, which a full or narrow tile issues two per cycle and
-/// a column tile (at most [`COLUMN_PIXELS`]) about one.
+/// of the reduction, in multiply-adds issued two per cycle: a full or narrow tile's; a column
+/// tile's (at most [`COLUMN_PIXELS`]) loads, a broadcast per pixel and a vector per vector of
+/// rows, issued two per cycle too.
 fn tile_cost(pixels: usize, rows: usize, lanes: usize) -> usize {
+    let vectors = rows.div_ceil(lanes);
     match pixels <= COLUMN_PIXELS {
-        true => 2 * pixels * rows.div_ceil(lanes),
+        true => (pixels + vectors).max(pixels * vectors),
         false => rows * pixels.div_ceil(lanes),
     }
 }
 
 /// The first tile of each of `tasks` tasks sharing `tiles` tiles of cost `cost(t)`, and
-/// `tiles` last, so that their costs differ by one tile at most; `None` when every tile costs
+/// `tiles` last, so that each task's cost is within a tile of an even share; `None` when every tile costs
 /// the same (then [`task_items`] shares them by count). A pixel tail otherwise falls into the
 /// last tasks, cheap ones: MobileNet V2's 14x14 expansions (seven pixel tiles, the last of 4
 /// pixels) left one of two threads idle for a tenth of the step.
@@ -1215,17 +1243,17 @@ mod tests {
     #[test]
     fn tasks_share_tiles_by_cost() {
         assert_eq!(balanced_bounds(8, 100, |_| 3), None, "equal tiles: shared by count");
-        // MobileNet V2's 96->576 at 14x14 on a 2x4 tile: 288 channel tiles under each of 7
-        // pixel tiles, the last of 4 pixels (one vector of 4), pixel-major.
-        let cost = |t: usize| if t / 288 == 6 { tile_cost(4, 2, 8) } else { tile_cost(32, 2, 8) };
-        let bounds = balanced_bounds(8, 7 * 288, cost).unwrap();
-        assert_eq!((bounds.len(), bounds[0], bounds[8]), (9, 0, 7 * 288));
+        // MobileNet V2's 96->576 at 14x14 on a 9x3 tile: 64 channel tiles under each of 5
+        // pixel tiles, the last of 4 pixels (a column tile), pixel-major.
+        let cost = |t: usize| if t / 64 == 4 { tile_cost(4, 9, 16) } else { tile_cost(48, 9, 16) };
+        let bounds = balanced_bounds(8, 5 * 64, cost).unwrap();
+        assert_eq!((bounds.len(), bounds[0], bounds[8]), (9, 0, 5 * 64));
         assert!(bounds.windows(2).all(|w| w[0] <= w[1]), "{bounds:?}");
         let costs = task_costs(&bounds, cost);
         let (least, most) = (costs.iter().min().unwrap(), costs.iter().max().unwrap());
-        assert!(most - least <= tile_cost(32, 2, 8), "{costs:?}");
-        // By count, the last task would hold only the cheap tail: a quarter of another's cost.
-        let by_count: Vec<usize> = (0..=8).map(|j| j * 7 * 288 / 8).collect();
+        assert!(most - least < 2 * tile_cost(48, 9, 16), "{costs:?}");
+        // By count, the last task would hold only the cheap tail: a fifth of another's cost.
+        let by_count: Vec<usize> = (0..=8).map(|j| j * 5 * 64 / 8).collect();
         let uneven = task_costs(&by_count, cost);
         assert!(uneven[7] * 3 < uneven[0], "{uneven:?}");
     }
