@@ -45,7 +45,6 @@ impl Lowering<'_> {
         let bands = oh.div_ceil(band);
         let band_rows = (band - 1) * stride[0] + (kh - 1) * dilation[0] + 1;
         let layout = Padded::for_windows(band_rows, ow, kw, stride[1], dilation[1], lanes);
-        let ty = Ty::Vector(lanes);
         self.parallel(f, ys[0] * bands, |l, f| {
             let b = f.int("urem", "%t", bands);
             let n = f.int("udiv", "%t", bands);
@@ -75,13 +74,14 @@ impl Lowering<'_> {
                         let at = f.int("add", &co, bias);
                         let b = f.load("%w", &at);
                         let residual = chain.residual.map(|r| l.plane(f, r, &co, &n));
-                        (l.plane(f, out, &co, &n), f.splat(&b, lanes), residual)
+                        (l.plane(f, out, &co, &n), b, residual)
                     })
                     .collect();
                 let w0 = f.int("mul", co0, taps);
                 let w0 = f.int("add", &w0, weights);
-                let vector = |f: &mut Function, r: &str, first: &str, mask: Option<&str>| {
-                    let mut acc: Vec<String> = dst.iter().map(|d| d.1.clone()).collect();
+                let vector = |f: &mut Function, r: &str, first: &str, lanes: usize, mask: Option<&str>| {
+                    let ty = Ty::Vector(lanes);
+                    let mut acc: Vec<String> = dst.iter().map(|d| f.splat(&d.1, lanes)).collect();
                     let top = f.int("mul", r, stride[0]);
                     for (ci, plane) in planes.iter().enumerate() {
                         for ky in 0..kh {
