@@ -30,7 +30,7 @@ const WEIGHTS_AHEAD: usize = 4096;
 /// Accumulators of a column tile: its vectors of rows, for each of its phases of k.
 const COLUMN_ACCUMULATORS: usize = 8;
 
-/// Pixels up to which a tail tile is computed a column at a time.
+/// Pixels up to which a tail tile is a column tile (see [`Lowering::column_tile`]).
 const COLUMN_PIXELS: usize = 4;
 
 /// Independent accumulators that keep both FMA pipes busy through the multiply-add latency
@@ -801,23 +801,22 @@ fn column_pixels(
         })
         .collect();
     let step = |f: &mut Function, k: &str, acc: &[String]| {
+        // Row `k` of the input and its first pixel: a panel of a column tile's pixels has them
+        // row after row (see `pack_panel`).
+        let (row, first) = match panel {
+            Some(_) => {
+                let at = f.int("mul", k, pixels);
+                ("%rows".to_string(), f.int("add", &at, "%in_off"))
+            }
+            None => {
+                let slot = f.pointer_at("%rows", k);
+                (f.let_("row", format!("load ptr, ptr {slot}")), "%in_off".to_string())
+            }
+        };
         let xs: Vec<String> = (0..pixels)
             .map(|j| {
-                let x = match panel {
-                    // A panel of a column tile's pixels has them row after row (see `pack_panel`).
-                    Some(_) => {
-                        let at = f.int("mul", k, pixels);
-                        let at = f.int("add", &at, "%in_off");
-                        let at = f.int("add", &at, j);
-                        f.load("%rows", &at)
-                    }
-                    None => {
-                        let slot = f.pointer_at("%rows", k);
-                        let row = f.let_("row", format!("load ptr, ptr {slot}"));
-                        let at = f.int("add", "%in_off", j);
-                        f.load(&row, &at)
-                    }
-                };
+                let at = f.int("add", &first, j);
+                let x = f.load(&row, &at);
                 f.splat(&x, lanes)
             })
             .collect();
