@@ -388,6 +388,22 @@ impl Function {
         (parts.remove(0), width)
     }
 
+    /// The lanes `picks` of `a` followed by `b` (`lanes` each), as a vector: one permute.
+    pub fn shuffle(
+        &mut self,
+        a: &str,
+        b: &str,
+        lanes: usize,
+        picks: impl IntoIterator<Item = usize>,
+    ) -> String {
+        let picks: Vec<String> = picks.into_iter().map(|j| format!("i32 {j}")).collect();
+        let ty = Ty::Vector(lanes).name();
+        self.let_(
+            "shuf",
+            format!("shufflevector {ty} {a}, {ty} {b}, <{} x i32> <{}>", picks.len(), picks.join(", ")),
+        )
+    }
+
     /// The lanes `picks` of the `width`-lane vector `all`, as a vector.
     pub fn pick(&mut self, (all, width): (&str, usize), picks: impl IntoIterator<Item = usize>) -> String {
         let picks: Vec<String> = picks.into_iter().map(|j| format!("i32 {j}")).collect();

@@ -98,6 +98,13 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
            Conv(name: "d", out: 12, kernel: 3, groups: 12), Add(["d", "r"]), Relu"#,
     ),
     ("depthwise5_s2", [6, 15, 14], "Conv(out: 6, kernel: 5, stride: 2, groups: 6, act: Relu6)"),
+    (
+        // Rows wide enough for stride-2 windows deinterleaved from aligned vectors in the loop
+        // over inner columns (AVX-512: the conv's output columns 16-63, the pool's 16-31).
+        "stride2_wide",
+        [2, 5, 151],
+        "Conv(out: 2, kernel: 3, stride: 2, groups: 2, bias: true), MaxPool(kernel: 3, stride: 2, padding: 1)",
+    ),
     ("depthwise_dilated", [5, 10, 10], "Conv(out: 5, kernel: 3, dilation: 2, groups: 5)"),
     (
         "depthwise_dilated_s2",

@@ -3,10 +3,11 @@
 //! block of output rows at a time from the input plane where it is, the kernel's weights in
 //! registers. Taps on padding rows are left out, and the vectors that cross the plane's left
 //! or right edge are loaded masked, so that only the edge columns and rows pay for the
-//! padding. A column stride s computes s vectors of windows one column apart and keeps every
-//! s-th: s times the multiply-adds, but each tap reads consecutive floats (a copy of the plane
-//! with its columns dealt out to s phases, or strided taps, cost more in shuffles and stores
-//! than the extra multiply-adds on stride 2).
+//! padding. Stride-2 columns of 3x3 windows (padding 1) come from aligned vectors of each input
+//! row split into its even and odd columns by permutes in registers, shared by the row's taps
+//! (see [`deinterleaves`]). Other column strides s compute s vectors of windows one column
+//! apart and keep every s-th: s times the multiply-adds, but each tap reads consecutive
+//! floats (a copy of the plane with its columns dealt out to s phases costs more in stores).
 
 use ir::{NodeId, Op};
 
@@ -38,6 +39,18 @@ pub fn depthwise(conv: &ir::Conv, channels: usize) -> bool {
     conv.groups == channels && conv.out_channels == channels
 }
 
+/// Whether the windows of `at` take their stride-2 columns from aligned vectors of the input
+/// row split into its even and odd columns (one permute each, shared by the row's taps, and a
+/// third for a tap one column left): a window tap per output lane, where the column stride
+/// otherwise computes twice the windows and keeps every other, from loads that straddle
+/// cache lines. For 3x3 windows with padding 1 (MobileNet's and ShuffleNet's stride-2
+/// depthwise convolutions, ShuffleNet's max pool): each tap is at most one even or odd column
+/// left of the output's own.
+pub(crate) fn deinterleaves(at: &Window) -> bool {
+    let (kw, left) = (at.kernel[1], at.padding[1]);
+    at.stride[1] == 2 && at.dilation[1] == 1 && left <= 2 && kw <= left + 2
+}
+
 /// One channel's windows, ready to be computed block by block: how they combine, the
 /// kernel's taps (splat weights) and starting value, and where the results go.
 struct ChannelWindows<'a> {
@@ -49,6 +62,9 @@ struct ChannelWindows<'a> {
     dst: String,
     residual: Option<String>,
     steps: &'a [Step],
+    /// Stride-2 columns from aligned vectors split into even and odd columns (see
+    /// [`deinterleaves`]), rather than every column's windows with every other kept.
+    deinterleave: bool,
 }
 
 /// The vector of tap `kx` (a column offset of `kx * dilation`) of input row `j` of a block
@@ -68,6 +84,7 @@ pub(crate) struct Windows {
     rows_per_block: usize,
     spill: bool,
     pad: f32,
+    deinterleave: bool,
 }
 
 impl Windows {
@@ -124,7 +141,8 @@ impl Lowering<'_> {
         let ys = graph.shape(out).dims().to_vec();
         let at = Window::of(&node.op, &xs, &ys);
         let [kh, kw] = at.kernel;
-        let parts = at.stride[1];
+        let deinterleave = deinterleaves(&at);
+        let parts = if deinterleave { 1 } else { at.stride[1] };
         // Output rows computed together: their accumulators and the kernel's taps stay in
         // registers, with a few to spare for the loaded inputs. Taps too many to fit (5x5 on
         // 16 registers) are read from memory by the multiply-adds, and leave the registers to
@@ -137,7 +155,7 @@ impl Lowering<'_> {
         // Whole-vector tails spill into the next row, unless that row is a residual the
         // epilogue reads after the spill (an in-place add).
         let spill = chain.residual.is_none();
-        Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad }
+        Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad, deinterleave }
     }
 
     /// Every window of channel `c` (a register) of batch item `n`.
@@ -172,6 +190,7 @@ impl Lowering<'_> {
             dst: self.plane(f, w.out, c, n),
             residual: chain.residual.map(|r| self.plane(f, r, c, n)),
             steps: &chain.steps,
+            deinterleave: w.deinterleave,
         };
         let src = self.plane(f, w.x, c, n);
         windows.plane(f, &src, w.rows_per_block, w.spill, w.pad);
@@ -197,8 +216,8 @@ impl ChannelWindows<'_> {
         let t = ty.name();
         let lanes = self.lanes;
         // Each output vector takes `parts` vectors of windows one column apart, of which every
-        // `parts`-th is an output: the column stride.
-        let parts = stride[1];
+        // `parts`-th is an output: the column stride (unless its taps come deinterleaved).
+        let parts = if self.deinterleave { 1 } else { stride[1] };
         let mut accs = vec![vec![self.init.clone(); parts]; rows];
         for j in 0..(rows - 1) * stride[0] + (kh - 1) * dilation[0] + 1 {
             // The (output row, kernel row) pairs that read input row `j` of the block.
@@ -250,6 +269,38 @@ impl ChannelWindows<'_> {
         }
     }
 
+    /// The vectors of input row `row` (a register: its first float in `src`) that a
+    /// deinterleaved window vector at output column `x0` (or, in the loop over inner columns,
+    /// the register `first`) reads: the aligned vector before input column 2 * x0, and the
+    /// even and odd columns of the two from it; lanes outside the row `pad`.
+    fn deinterleaved(
+        &self,
+        f: &mut Function,
+        (src, row): (&str, &str),
+        (x0, first): (Option<usize>, &str),
+        pad: &str,
+    ) -> [String; 3] {
+        let (lanes, w) = (self.lanes, self.at.input[1]);
+        let [before, at, after] = [-(lanes as isize), 0, lanes as isize].map(|d| match x0 {
+            None => {
+                let column = f.int("mul", first, 2);
+                let at = f.int("add", row, &column);
+                let at = f.int("add", &at, d);
+                f.load_ty(Ty::Vector(lanes), src, &at, None)
+            }
+            Some(x0) => {
+                let start = 2 * x0 as isize + d;
+                let valid: Vec<bool> =
+                    (0..lanes as isize).map(|j| (0..w as isize).contains(&(start + j))).collect();
+                let at = f.int("add", row, start);
+                f.load_valid(lanes, src, &at, &valid, pad).unwrap_or_else(|| pad.to_string())
+            }
+        });
+        let even = f.shuffle(&at, &after, lanes, (0..lanes).map(|l| 2 * l));
+        let odd = f.shuffle(&at, &after, lanes, (0..lanes).map(|l| 2 * l + 1));
+        [before, even, odd]
+    }
+
     /// Every output of the channel, from its input plane `src`. Output rows whose windows
     /// reach above or below the input are blocks of one row, their padding taps left out; the
     /// rows between run in blocks of `rows_per_block`. Along a row, the vectors whose windows
@@ -275,8 +326,14 @@ impl ChannelWindows<'_> {
         let span = (kh - 1) * dilation[0] + 1;
         let inner_end = if h + top >= span { (h + top - span) / sy + 1 } else { 0 };
         let inner = top.div_ceil(sy).min(oh)..inner_end.clamp(top.div_ceil(sy).min(oh), oh);
-        let inside = |x0: usize| {
-            sx * x0 >= left && sx * x0 + (kw - 1) * dilation[1] + sx * lanes <= w + left && x0 + lanes <= ow
+        let inside = |x0: usize| match self.deinterleave {
+            // The aligned vectors before, at and after input column 2 * x0 lie inside.
+            true => 2 * x0 >= lanes && 2 * x0 + 2 * lanes <= w && x0 + lanes <= ow,
+            false => {
+                sx * x0 >= left
+                    && sx * x0 + (kw - 1) * dilation[1] + sx * lanes <= w + left
+                    && x0 + lanes <= ow
+            }
         };
         let whole = ow / lanes;
         let inner_columns = match (0..whole).find(|&v| inside(v * lanes)) {
@@ -292,6 +349,8 @@ impl ChannelWindows<'_> {
                       rows: usize,
                       (x0, first): (Option<usize>, &str),
                       mask: Option<&str>| {
+            // Deinterleaved, the last input row's vectors: before, even and odd columns.
+            let mut vectors: Option<(usize, [String; 3])> = None;
             self.block(f, oy, rows, first, mask, &mut |f, j, kx, part| {
                 let iy = match known {
                     Some(oy) => (oy * sy + j).checked_sub(top).filter(|&iy| iy < h)?.to_string(),
@@ -302,6 +361,23 @@ impl ChannelWindows<'_> {
                     }
                 };
                 let row = f.int("mul", &iy, w);
+                if self.deinterleave {
+                    if vectors.as_ref().is_none_or(|(seen, _)| *seen != j) {
+                        vectors = Some((j, self.deinterleaved(f, (src, &row), (x0, first), &pad)));
+                    }
+                    let [before, even, odd] = &vectors.as_ref().expect("the row's vectors").1;
+                    // Lane l of tap kx reads input column 2 * (x0 + l) + o: even or odd column
+                    // l + q of the vector's own.
+                    let o = kx as isize - left as isize;
+                    let seq = if o.rem_euclid(2) == 0 { even } else { odd };
+                    return Some(match o.div_euclid(2) {
+                        0 => seq.clone(),
+                        _ => {
+                            let last = lanes - 2 + o.rem_euclid(2) as usize;
+                            f.shuffle(before, seq, lanes, std::iter::once(last).chain(lanes..2 * lanes - 1))
+                        }
+                    });
+                }
                 // The tap's first input column, less the vector's first output column times sx.
                 let shift = (kx * dilation[1] + part * lanes) as isize - left as isize;
                 let Some(x0) = x0 else {
