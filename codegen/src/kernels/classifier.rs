@@ -80,9 +80,7 @@ impl Lowering<'_> {
         let full_tiles = (pr.p / cols).max(1);
         let share = slice_bytes.div_ceil(full_tiles);
         let step = share.div_ceil(pr.k);
-        let tile = self.tile_prefetching(&chain.steps, rows, pr.vectors, Some(cols), gemm::Stream::Far);
-        let narrow = self.narrow_tile(&chain.steps, &pr, Some(cols));
-        let column = self.column_tile(&chain.steps, rows, Some(cols));
+        let tiles = self.tiles(&chain.steps, &pr, Some(cols), gemm::Stream::Far);
         let ty = Ty::Vector(lanes);
         self.parallel(f, pr.batch * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
@@ -104,8 +102,8 @@ impl Lowering<'_> {
                     let panel = gemm::packed_panel(f, &pr, panels, p_tiles, &n, pt);
                     let ahead = f.int("mul", pt, share);
                     let ahead = f.let_("pf", format!("getelementptr i8, ptr {next}, i64 {ahead}"));
-                    gemm::tiles_fitting(f, &tile, narrow.as_deref(), &column, lanes, &p_valid, |f, t| {
-                        let prefetch = (t == tile).then_some((ahead.as_str(), step));
+                    tiles.fitting(f, &p_valid, |f, t| {
+                        let prefetch = (t == tiles.wide).then_some((ahead.as_str(), step));
                         outputs.call(f, t, &pr, &mt, &panel, "0", &p_valid, &p0, prefetch);
                     });
                 });

@@ -11,7 +11,7 @@ use ir::{NodeId, Op};
 
 use crate::emit::Function;
 use crate::epilogue::Chain;
-use crate::kernels::gemm::{Operand, Outputs, pointwise, tiles_fitting};
+use crate::kernels::gemm::{Operand, Outputs, Stream, pointwise};
 use crate::kernels::window::depthwise;
 use crate::lower::{Lowering, task_count, task_items};
 
@@ -67,9 +67,7 @@ impl Lowering<'_> {
         let m_tiles = pr.m.div_ceil(rows);
         let p_tiles = pr.p.div_ceil(cols);
         let chunks = task_count(m_tiles, TASK_MACS / (rows * pr.k * pr.p));
-        let tile = self.tile(&chain.steps, rows, pr.vectors, None);
-        let narrow = self.narrow_tile(&chain.steps, &pr, None);
-        let column = self.column_tile(&chain.steps, rows, None);
+        let tiles = self.tiles(&chain.steps, &pr, None, Stream::Weights);
         self.parallel(f, pr.batch * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
@@ -81,7 +79,7 @@ impl Lowering<'_> {
                 let mt = f.int("add", &first, i);
                 f.count(p_tiles, |f, pt| {
                     let (p0, p_valid) = pr.pixel_tile(f, pt);
-                    tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, t| {
+                    tiles.fitting(f, &p_valid, |f, t| {
                         outputs.call(f, t, &pr, &mt, &inputs, &p0, &p_valid, &p0, None)
                     });
                 });

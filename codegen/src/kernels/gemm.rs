@@ -351,9 +351,7 @@ impl Lowering<'_> {
             Operand::Planes(x) if packs => Some(self.pack_panels(f, &pr, *x, p_tiles)),
             _ => None,
         };
-        let tile = self.tile(&chain.steps, pr.rows, pr.vectors, panel);
-        let narrow = self.narrow_tile(&chain.steps, &pr, panel);
-        let column = self.column_tile(&chain.steps, pr.rows, panel);
+        let kernels = self.tiles(&chain.steps, &pr, panel, Stream::Weights);
         // A streamed sweep's first channel tile of each pixel tile asks for the next one's input
         // while it computes.
         let ahead = (pr.sweep == Sweep::Streamed && shift.is_none())
@@ -455,26 +453,18 @@ impl Lowering<'_> {
                 let call = |f: &mut Function, t: &str| {
                     outputs.call(f, t, &pr, &mt, &rows_of, &in_off, &p_valid, &out_off, None)
                 };
-                tiles_fitting(
-                    f,
-                    &tile,
-                    narrow.as_deref(),
-                    &column,
-                    pr.lanes,
-                    &p_valid,
-                    |f, t| match &ahead {
-                        // Direct calls both: a call through a selected pointer lets the tiles' address
-                        // escape, and LLVM no longer specializes them to their constant arguments
-                        // (measured 1.1% slower on MobileNet V2).
-                        Some(ahead) if t == tile => {
-                            let first = f.let_("first", format!("icmp eq i64 {mt}, 0"));
-                            let later = f.let_("later", format!("xor i1 {first}, true"));
-                            f.when(&first, |f| call(f, ahead));
-                            f.when(&later, |f| call(f, t));
-                        }
-                        _ => call(f, t),
-                    },
-                );
+                kernels.fitting(f, &p_valid, |f, t| match &ahead {
+                    // Direct calls both: a call through a selected pointer lets the tiles' address
+                    // escape, and LLVM no longer specializes them to their constant arguments
+                    // (measured 1.1% slower on MobileNet V2).
+                    Some(ahead) if t == kernels.wide => {
+                        let first = f.let_("first", format!("icmp eq i64 {mt}, 0"));
+                        let later = f.let_("later", format!("xor i1 {first}, true"));
+                        f.when(&first, |f| call(f, ahead));
+                        f.when(&later, |f| call(f, t));
+                    }
+                    _ => call(f, t),
+                });
             });
         });
     }
@@ -528,9 +518,7 @@ impl Lowering<'_> {
         let base = pr.batch * pr.groups * blocks;
         let per_chunk = m_tiles.div_ceil((8usize.div_ceil(base)).min(m_tiles));
         let chunks = m_tiles.div_ceil(per_chunk);
-        let tile = self.tile(&chain.steps, pr.rows, pr.vectors, None);
-        let narrow = self.narrow_tile(&chain.steps, &pr, None);
-        let column = self.column_tile(&chain.steps, pr.rows, None);
+        let tiles = self.tiles(&chain.steps, &pr, None, Stream::Weights);
         self.parallel(f, base * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -573,7 +561,7 @@ impl Lowering<'_> {
                 let p0 = f.int("add", &p_start, &offset);
                 f.count(&m_count, |f, i| {
                     let mt = f.int("add", &first_m, i);
-                    tiles_fitting(f, &tile, narrow.as_deref(), &column, pr.lanes, &p_valid, |f, tile| {
+                    tiles.fitting(f, &p_valid, |f, tile| {
                         outputs.call(f, tile, &pr, &mt, &inputs, &offset, &p_valid, &p0, None)
                     });
                 });
@@ -581,15 +569,21 @@ impl Lowering<'_> {
         });
     }
 
-    /// For tiles several vectors wide, the micro-kernel one vector wide: a pixel tail that
-    /// fits one vector (a 7x7 plane's 49th pixel) then costs half the multiply-adds.
-    pub(crate) fn narrow_tile(
+    /// The micro-kernels of product `pr` with epilogue `steps` (see [`Tiles`]), reading
+    /// planes or, with `panel`, packed panels; the full tile prefetches what `stream` says.
+    pub(crate) fn tiles(
         &mut self,
         steps: &[Step],
         pr: &Product,
         panel: Option<usize>,
-    ) -> Option<String> {
-        (pr.vectors > 1).then(|| self.tile(steps, pr.rows, 1, panel))
+        stream: Stream,
+    ) -> Tiles {
+        Tiles {
+            wide: self.tile_prefetching(steps, pr.rows, pr.vectors, panel, stream),
+            narrow: (pr.vectors > 1).then(|| self.tile(steps, pr.rows, 1, panel)),
+            column: self.column_tile(steps, pr.rows, panel),
+            lanes: pr.lanes,
+        }
     }
 
     /// The micro-kernel with epilogue `steps`, defined on first use:
@@ -1081,28 +1075,31 @@ fn pack_panel(f: &mut Function, rows: &str, panel: &str, in_off: &str, p_valid: 
     }
 }
 
-/// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `column` for up to
-/// `COLUMN_PIXELS`, `narrow` (one vector wide) when there is one and they fit one vector of
-/// `lanes`, else `wide`.
-pub(crate) fn tiles_fitting(
-    f: &mut Function,
-    wide: &str,
-    narrow: Option<&str>,
-    column: &str,
+/// The micro-kernels a product's tiles take: `wide`, the schedule's tile; `narrow`, one vector
+/// wide for tiles several vectors wide, so that a pixel tail that fits one vector costs half
+/// the multiply-adds; and `column`, for a tail of up to [`COLUMN_PIXELS`] pixels.
+pub(crate) struct Tiles {
+    pub wide: String,
+    narrow: Option<String>,
+    column: String,
     lanes: usize,
-    p_valid: &str,
-    call: impl Fn(&mut Function, &str),
-) {
-    let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
-    let more = f.let_("more", format!("xor i1 {few}, true"));
-    f.when(&few, |f| call(f, column));
-    f.when(&more, |f| {
-        let Some(narrow) = narrow else { return call(f, wide) };
-        let short = f.let_("short", format!("icmp ule i64 {p_valid}, {lanes}"));
-        let long = f.let_("long", format!("xor i1 {short}, true"));
-        f.when(&short, |f| call(f, narrow));
-        f.when(&long, |f| call(f, wide));
-    });
+}
+
+impl Tiles {
+    /// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `column` for up
+    /// to [`COLUMN_PIXELS`], `narrow` (when there is one) for one vector, else `wide`.
+    pub(crate) fn fitting(&self, f: &mut Function, p_valid: &str, call: impl Fn(&mut Function, &str)) {
+        let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
+        let more = f.let_("more", format!("xor i1 {few}, true"));
+        f.when(&few, |f| call(f, &self.column));
+        f.when(&more, |f| {
+            let Some(narrow) = &self.narrow else { return call(f, &self.wide) };
+            let short = f.let_("short", format!("icmp ule i64 {p_valid}, {}", self.lanes));
+            let long = f.let_("long", format!("xor i1 {short}, true"));
+            f.when(&short, |f| call(f, narrow));
+            f.when(&long, |f| call(f, &self.wide));
+        });
+    }
 }
 
 /// The relative time of a micro-tile of `rows` output channels over `pixels` pixels, per step

@@ -11,7 +11,7 @@ use ir::NodeId;
 
 use crate::emit::{Function, Ty, tail_mask};
 use crate::epilogue::{self, Chain};
-use crate::kernels::gemm::{Operand, Outputs, Part, ScratchRows, tiles_fitting};
+use crate::kernels::gemm::{Operand, Outputs, Part, ScratchRows, Stream};
 use crate::lower::{Lowering, task_count, task_items};
 
 /// Multiply-adds a task of one half should hold at least.
@@ -38,9 +38,7 @@ impl Lowering<'_> {
         let partial = |h: usize| ScratchRows { base: base + h * half_bytes, rows: pr.m, stride };
         let (m_tiles, p_tiles) = (pr.m.div_ceil(rows), pr.p.div_ceil(cols));
         let chunks = task_count(p_tiles, TASK_MACS / (m_tiles * rows * cols * half.max(1)));
-        let tile = self.tile(&[], rows, pr.vectors, None);
-        let narrow = self.narrow_tile(&[], &pr, None);
-        let column = self.column_tile(&[], rows, None);
+        let tiles = self.tiles(&[], &pr, None, Stream::Weights);
         self.parallel(f, 2 * pr.batch * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let rest = f.int("udiv", "%t", chunks);
@@ -59,7 +57,7 @@ impl Lowering<'_> {
                         let pt = f.int("add", &first, j);
                         let (p0, p_valid) = pr.pixel_tile(f, &pt);
                         f.count(m_tiles, |f, mt| {
-                            tiles_fitting(f, &tile, narrow.as_deref(), &column, lanes, &p_valid, |f, t| {
+                            tiles.fitting(f, &p_valid, |f, t| {
                                 outputs.call_part(f, t, &pr, mt, &part, &inputs, &p0, &p_valid, &p0, None)
                             });
                         });
