@@ -20,13 +20,19 @@ import numpy as np
 import onnxruntime as ort
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc):
+    """The command line of a peer's profile script (`doc` its help): the model, threads, runs
+    and warm-up runs."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="an ONNX file with one input")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=300)
-    p.add_argument("--warmup", type=int, default=50, help="profiled runs left out of the medians")
-    args = p.parse_args()
+    p.add_argument("--warmup", type=int, default=50, help="runs left out of the medians")
+    return p.parse_args()
+
+
+def main():
+    args = arguments(__doc__)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads

@@ -10,7 +10,6 @@ times with performance counters on, and prints each executed node's median time 
 after `--warmup`, in execution order, the sums by op type, and the median wall time of a run:
 the gap between the sum and the wall is the engine's time between its nodes.
 """
-import argparse
 import collections
 import statistics
 import time
@@ -18,16 +17,11 @@ import time
 import numpy as np
 import openvino as ov
 
-from ort_profile import report
+from ort_profile import arguments, report
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="an ONNX file with one input")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs", type=int, default=300)
-    p.add_argument("--warmup", type=int, default=50, help="runs left out of the medians")
-    args = p.parse_args()
+    args = arguments(__doc__)
 
     config = {
         "PERF_COUNT": "YES",

@@ -406,12 +406,7 @@ impl Function {
 
     /// The lanes `picks` of the `width`-lane vector `all`, as a vector.
     pub fn pick(&mut self, (all, width): (&str, usize), picks: impl IntoIterator<Item = usize>) -> String {
-        let picks: Vec<String> = picks.into_iter().map(|j| format!("i32 {j}")).collect();
-        let ty = Ty::Vector(width).name();
-        self.let_(
-            "pick",
-            format!("shufflevector {ty} {all}, {ty} poison, <{} x i32> <{}>", picks.len(), picks.join(", ")),
-        )
+        self.shuffle(all, "poison", width, picks)
     }
 
     /// `ceil(a / b)` of unsigned `i64`s.

@@ -51,6 +51,13 @@ pub(crate) fn deinterleaves(at: &Window) -> bool {
     at.stride[1] == 2 && at.dilation[1] == 1 && left <= 2 && kw <= left + 2
 }
 
+/// The vectors of windows one column apart that each output vector of `at` computes, of
+/// which every `parts`-th is an output: the column stride, unless its columns come
+/// deinterleaved.
+fn column_parts(at: &Window) -> usize {
+    if deinterleaves(at) { 1 } else { at.stride[1] }
+}
+
 /// One channel's windows, ready to be computed block by block: how they combine, the
 /// kernel's taps (splat weights) and starting value, and where the results go.
 struct ChannelWindows<'a> {
@@ -62,9 +69,6 @@ struct ChannelWindows<'a> {
     dst: String,
     residual: Option<String>,
     steps: &'a [Step],
-    /// Stride-2 columns from aligned vectors split into even and odd columns (see
-    /// [`deinterleaves`]), rather than every column's windows with every other kept.
-    deinterleave: bool,
 }
 
 /// The vector of tap `kx` (a column offset of `kx * dilation`) of input row `j` of a block
@@ -84,7 +88,6 @@ pub(crate) struct Windows {
     rows_per_block: usize,
     spill: bool,
     pad: f32,
-    deinterleave: bool,
 }
 
 impl Windows {
@@ -141,8 +144,7 @@ impl Lowering<'_> {
         let ys = graph.shape(out).dims().to_vec();
         let at = Window::of(&node.op, &xs, &ys);
         let [kh, kw] = at.kernel;
-        let deinterleave = deinterleaves(&at);
-        let parts = if deinterleave { 1 } else { at.stride[1] };
+        let parts = column_parts(&at);
         // Output rows computed together: their accumulators and the kernel's taps stay in
         // registers, with a few to spare for the loaded inputs. Taps too many to fit (5x5 on
         // 16 registers) are read from memory by the multiply-adds, and leave the registers to
@@ -155,7 +157,7 @@ impl Lowering<'_> {
         // Whole-vector tails spill into the next row, unless that row is a residual the
         // epilogue reads after the spill (an in-place add).
         let spill = chain.residual.is_none();
-        Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad, deinterleave }
+        Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad }
     }
 
     /// Every window of channel `c` (a register) of batch item `n`.
@@ -190,7 +192,6 @@ impl Lowering<'_> {
             dst: self.plane(f, w.out, c, n),
             residual: chain.residual.map(|r| self.plane(f, r, c, n)),
             steps: &chain.steps,
-            deinterleave: w.deinterleave,
         };
         let src = self.plane(f, w.x, c, n);
         windows.plane(f, &src, w.rows_per_block, w.spill, w.pad);
@@ -217,7 +218,7 @@ impl ChannelWindows<'_> {
         let lanes = self.lanes;
         // Each output vector takes `parts` vectors of windows one column apart, of which every
         // `parts`-th is an output: the column stride (unless its taps come deinterleaved).
-        let parts = if self.deinterleave { 1 } else { stride[1] };
+        let parts = column_parts(&self.at);
         let mut accs = vec![vec![self.init.clone(); parts]; rows];
         for j in 0..(rows - 1) * stride[0] + (kh - 1) * dilation[0] + 1 {
             // The (output row, kernel row) pairs that read input row `j` of the block.
@@ -281,11 +282,14 @@ impl ChannelWindows<'_> {
         pad: &str,
     ) -> [String; 3] {
         let (lanes, w) = (self.lanes, self.at.input[1]);
+        // In the loop, the float of input column 2 * first in `src`.
+        let looped = x0.is_none().then(|| {
+            let column = f.int("mul", first, 2);
+            f.int("add", row, &column)
+        });
         let [before, at, after] = [-(lanes as isize), 0, lanes as isize].map(|d| match x0 {
             None => {
-                let column = f.int("mul", first, 2);
-                let at = f.int("add", row, &column);
-                let at = f.int("add", &at, d);
+                let at = f.int("add", looped.as_deref().expect("the loop's column"), d);
                 f.load_ty(Ty::Vector(lanes), src, &at, None)
             }
             Some(x0) => {
@@ -326,7 +330,8 @@ impl ChannelWindows<'_> {
         let span = (kh - 1) * dilation[0] + 1;
         let inner_end = if h + top >= span { (h + top - span) / sy + 1 } else { 0 };
         let inner = top.div_ceil(sy).min(oh)..inner_end.clamp(top.div_ceil(sy).min(oh), oh);
-        let inside = |x0: usize| match self.deinterleave {
+        let deinterleave = deinterleaves(&self.at);
+        let inside = |x0: usize| match deinterleave {
             // The aligned vectors before, at and after input column 2 * x0 lie inside.
             true => 2 * x0 >= lanes && 2 * x0 + 2 * lanes <= w && x0 + lanes <= ow,
             false => {
@@ -361,7 +366,7 @@ impl ChannelWindows<'_> {
                     }
                 };
                 let row = f.int("mul", &iy, w);
-                if self.deinterleave {
+                if deinterleave {
                     if vectors.as_ref().is_none_or(|(seen, _)| *seen != j) {
                         vectors = Some((j, self.deinterleaved(f, (src, &row), (x0, first), &pad)));
                     }
@@ -369,11 +374,12 @@ impl ChannelWindows<'_> {
                     // Lane l of tap kx reads input column 2 * (x0 + l) + o: even or odd column
                     // l + q of the vector's own.
                     let o = kx as isize - left as isize;
-                    let seq = if o.rem_euclid(2) == 0 { even } else { odd };
+                    let odd_column = o.rem_euclid(2) as usize;
+                    let seq = if odd_column == 0 { even } else { odd };
                     return Some(match o.div_euclid(2) {
                         0 => seq.clone(),
                         _ => {
-                            let last = lanes - 2 + o.rem_euclid(2) as usize;
+                            let last = lanes - 2 + odd_column;
                             f.shuffle(before, seq, lanes, std::iter::once(last).chain(lanes..2 * lanes - 1))
                         }
                     });
