@@ -259,9 +259,17 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
             )
             .unwrap();
             model.set_threads(2);
-            let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
-            let err = out.relative_error(&expected[0]);
-            assert!(err < 1e-4, "{name} with {schedule:?}: {err}");
+            // A second run on a new input: a run must leave the step's state (split-K's chunk
+            // counters) as it found it, or it writes nothing and leaves the last output.
+            let again = random_input(&input.shape, 8);
+            let expected_again = ir::eval::eval(&graph, &weights, std::slice::from_ref(&again)).unwrap();
+            for (run, (x, y)) in
+                [(&input, &expected[0]), (&again, &expected_again[0])].into_iter().enumerate()
+            {
+                let out = ir::Tensor::new(&y.shape, model.run(&x.data));
+                let err = out.relative_error(y);
+                assert!(err < 1e-4, "{name} with {schedule:?}, run {}: {err}", run + 1);
+            }
         }
     });
 }
