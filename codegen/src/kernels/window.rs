@@ -3,7 +3,8 @@
 //! block of output rows at a time from the input plane where it is, the kernel's weights in
 //! registers. Taps on padding rows are left out, and the vectors that cross the plane's left
 //! or right edge are loaded masked, so that only the edge columns and rows pay for the
-//! padding. Stride-2 columns of 3x3 windows (padding 1) come from aligned vectors of each input
+//! padding; a row that fits in one vector is loaded once, each tap's columns shifted from it in
+//! registers. Stride-2 columns of 3x3 windows (padding 1) come from aligned vectors of each input
 //! row split into its even and odd columns by permutes in registers, shared by the row's taps
 //! (see [`deinterleaves`]). Other column strides s compute s vectors of windows one column
 //! apart and keep every s-th: s times the multiply-adds, but each tap reads consecutive
@@ -340,6 +341,11 @@ impl ChannelWindows<'_> {
                     && x0 + lanes <= ow
             }
         };
+        // A row within one vector (14x14 and 7x7 planes on AVX-512) is loaded once and its
+        // taps' columns shifted in registers: one load a row where each tap took its own, most
+        // of them across two cache lines. Ten 14x14 depthwise layers of 576 channels alone:
+        // 21.5-22.9 -> 18.9 us; MobileNet V2 paired 0.993, ShuffleNet V2 1.0x 0.993.
+        let narrow = !deinterleave && sx == 1 && dilation[1] == 1 && w <= lanes;
         let whole = ow / lanes;
         let inner_columns = match (0..whole).find(|&v| inside(v * lanes)) {
             Some(a) => a..(a..whole).find(|&v| !inside(v * lanes)).unwrap_or(whole),
@@ -356,6 +362,8 @@ impl ChannelWindows<'_> {
                       mask: Option<&str>| {
             // Deinterleaved, the last input row's vectors: before, even and odd columns.
             let mut vectors: Option<(usize, [String; 3])> = None;
+            // A row narrower than a vector, the last one loaded whole.
+            let mut narrow_row: Option<(usize, String)> = None;
             self.block(f, oy, rows, first, mask, &mut |f, j, kx, part| {
                 let iy = match known {
                     Some(oy) => (oy * sy + j).checked_sub(top).filter(|&iy| iy < h)?.to_string(),
@@ -386,6 +394,24 @@ impl ChannelWindows<'_> {
                 }
                 // The tap's first input column, less the vector's first output column times sx.
                 let shift = (kx * dilation[1] + part * lanes) as isize - left as isize;
+                if narrow && x0 == Some(0) {
+                    if narrow_row.as_ref().is_none_or(|(seen, _)| *seen != j) {
+                        let valid: Vec<bool> = (0..lanes).map(|l| l < w).collect();
+                        let whole_row = f.load_valid(lanes, src, &row, &valid, &pad);
+                        narrow_row = Some((j, whole_row.unwrap_or_else(|| pad.clone())));
+                    }
+                    let whole_row = &narrow_row.as_ref().expect("the row's vector").1;
+                    if shift == 0 {
+                        return Some(whole_row.clone());
+                    }
+                    // Lane l takes column l + shift: from the row's vector (after the padding
+                    // vector's lanes), or padding outside it.
+                    let picks = (0..lanes as isize).map(|l| match l + shift {
+                        c if (0..lanes as isize).contains(&c) => lanes + c as usize,
+                        _ => 0,
+                    });
+                    return Some(f.shuffle(&pad, whole_row, lanes, picks));
+                }
                 let Some(x0) = x0 else {
                     let column = f.int("mul", first, sx);
                     let at = f.int("add", &row, &column);
