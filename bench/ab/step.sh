@@ -8,11 +8,11 @@
 #     bench/ab/step.sh zoo/mobilenet_v2.ron 4 --schedules /tmp/archc-peers/schedules.json
 #
 # STEP counts the network's steps from 0 in the order `archc bench --profile` lists them (an
-# input copy first where the network has one). The script compiles
-# the network to assembly, makes its step functions global, and links them with a driver that
-# stands in for the runtime (tasks run in order on the calling thread), runs steps 0 to STEP-1
-# once so that STEP reads real activations, then times STEP 2001 times and prints the minimum
-# and median in microseconds. Needs archc built (`cargo build --release`) and a C compiler.
+# input copy first where the network has one). The script compiles the network to assembly,
+# makes its step functions global, and links them with archc's runtime (one thread: tasks run in
+# order on the calling thread) and a driver that runs steps 0 to STEP-1 once so that STEP reads
+# real activations, then times STEP 2001 times and prints the minimum and median in
+# microseconds. Needs archc built (`cargo build --release`) and a C compiler.
 set -euo pipefail
 if [ $# -lt 2 ]; then
   sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
@@ -33,14 +33,9 @@ if [ "$step" -ge "$steps" ]; then
 fi
 perl -pe "s/^\t\.type\t(${name}_s\d+),\@function/\t.globl \$1\n\t.type\t\$1,\@function/" "$work/net.s" >"$work/steps.s"
 {
-  echo '#include <stdint.h>'
   echo '#include <stdio.h>'
   echo '#include <stdlib.h>'
   echo '#include <time.h>'
-  echo 'typedef void (*task)(void *, int64_t);'
-  echo 'void archc_parallel_for(task fn, void *ctx, int64_t n) { for (int64_t i = 0; i < n; i++) fn(ctx, i); }'
-  echo 'int archc_threads(void) { return 1; }'
-  echo 'void *archc_scratch(int64_t bytes) { static char *s; static int64_t size; if (bytes > size) { free(s); s = aligned_alloc(64, (bytes + 63) / 64 * 64); size = bytes; } return s; }'
   echo "extern const float ${name}_weights[];"
   for ((s = 0; s <= step; s++)); do echo "void ${name}_s$s(void *, void *, const void *, void *);"; done
   echo 'static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }'
@@ -62,5 +57,7 @@ perl -pe "s/^\t\.type\t(${name}_s\d+),\@function/\t.globl \$1\n\t.type\t\$1,\@fu
   echo "  printf(\"$name step $step: min %.2f us, median %.2f us\\n\", t[0], t[RUNS / 2]);"
   echo '}'
 } >"$work/driver.c"
-cc -O2 -o "$work/step" "$work/driver.c" "$work/steps.s" -Wl,-z,noexecstack
+runtime="$root/codegen/runtime"
+cc -O2 -pthread -o "$work/step" "$work/driver.c" "$work/steps.s" "$runtime/runtime.c" "$runtime/scratch.c" \
+  -Wl,-z,noexecstack
 "$work/step"
