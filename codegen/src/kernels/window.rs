@@ -394,11 +394,17 @@ impl ChannelWindows<'_> {
                 }
                 // The tap's first input column, less the vector's first output column times sx.
                 let shift = (kx * dilation[1] + part * lanes) as isize - left as isize;
+                // The row's columns from `start` on, lanes outside the row `pad` (none where all
+                // are outside).
+                let columns_from = |f: &mut Function, start: isize| {
+                    let valid: Vec<bool> =
+                        (0..lanes as isize).map(|j| (0..w as isize).contains(&(start + j))).collect();
+                    let at = f.int("add", &row, start);
+                    f.load_valid(lanes, src, &at, &valid, &pad)
+                };
                 if narrow && x0 == Some(0) {
                     if narrow_row.as_ref().is_none_or(|(seen, _)| *seen != j) {
-                        let valid: Vec<bool> = (0..lanes).map(|l| l < w).collect();
-                        let whole_row = f.load_valid(lanes, src, &row, &valid, &pad);
-                        narrow_row = Some((j, whole_row.unwrap_or_else(|| pad.clone())));
+                        narrow_row = Some((j, columns_from(f, 0).unwrap_or_else(|| pad.clone())));
                     }
                     let whole_row = &narrow_row.as_ref().expect("the row's vector").1;
                     if shift == 0 {
@@ -418,11 +424,7 @@ impl ChannelWindows<'_> {
                     let at = f.int("add", &at, shift);
                     return Some(f.load_ty(Ty::Vector(lanes), src, &at, None));
                 };
-                let start = (sx * x0) as isize + shift;
-                let valid: Vec<bool> =
-                    (0..lanes as isize).map(|j| (0..w as isize).contains(&(start + j))).collect();
-                let at = f.int("add", &row, start);
-                f.load_valid(lanes, src, &at, &valid, &pad)
+                columns_from(f, (sx * x0) as isize + shift)
             });
         };
         // A block of `rows` rows from `oy`; `last` when it holds the plane's last row, whose
