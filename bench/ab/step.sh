@@ -12,10 +12,11 @@
 # makes its step functions global, and links them with archc's runtime (one thread: tasks run in
 # order on the calling thread) and a driver that runs steps 0 to STEP-1 once so that STEP reads
 # real activations, then times STEP 2001 times and prints the minimum and median in
-# microseconds. Needs archc built (`cargo build --release`) and a C compiler.
+# microseconds. Needs archc built (`cargo build --release`), or another archc binary named by
+# $ARCHC (to time a step of two builds), and a C compiler.
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 net=$1
@@ -24,7 +25,7 @@ shift 2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$root/target/release/archc" compile "$net" --emit asm -o "$work/net.s" "$@" >/dev/null
+"${ARCHC:-$root/target/release/archc}" compile "$net" --emit asm -o "$work/net.s" "$@" >/dev/null
 name=$(sed -n 's/^\([A-Za-z0-9_]*\)_forward:$/\1/p' "$work/net.s" | head -1)
 steps=$(grep -c "^${name}_s[0-9]*:$" "$work/net.s")
 if [ "$step" -ge "$steps" ]; then

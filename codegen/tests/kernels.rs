@@ -208,6 +208,8 @@ const TUNABLE: &[(&str, [usize; 3], &str)] = &[
         [17, 7, 7],
         r#"Alias(name: "x"), Conv(name: "c", out: 17, kernel: 1, bn: true), Add(["x", "c"]), Relu"#,
     ),
+    // The one-pixel tail summed in blocks of a vector's steps of k, and the steps left over.
+    ("pointwise 7x7 over 40 channels", [40, 7, 7], "Conv(out: 23, kernel: 1, bias: true)"),
     // Fused with the depthwise convolution it feeds (kernels::expand_window).
     (
         "pointwise into a depthwise convolution",
