@@ -743,7 +743,8 @@ impl Lowering<'_> {
     /// pixel's input, all its pixels together, in phases of k with independent accumulators.
     /// A tail of a few pixels (a 7x7 plane's 49th, a 14x14 plane's last 4) then costs about
     /// one cycle per k, plus half one per pixel, rather than the five of a 9-row narrow tile.
-    /// From a panel, it reads the pixels packed row after row, `p_valid` floats per row.
+    /// From a panel, it reads the pixels packed row after row, `p_valid` floats per row. One
+    /// pixel alone is summed in blocks of steps of k instead (see [`column_blocks`]).
     pub(crate) fn column_tile(&mut self, steps: &[Step], rows: usize, panel: Option<usize>) -> String {
         // Zero vectors: no tile of `tile`'s is zero vectors wide.
         let key = (steps.to_vec(), rows, 0, panel, Stream::Weights);
@@ -778,8 +779,8 @@ fn column_pixels(
 ) {
     let ty = Ty::Vector(lanes);
     let vectors = rows.div_ceil(lanes);
-    // One pixel from a panel sums most of k in blocks (see `column_blocks`), the rest in one phase.
-    let blocked = pixels == 1 && panel.is_some();
+    // One pixel sums most of k in blocks (see `column_blocks`), the rest in one phase.
+    let blocked = pixels == 1;
     let phases = if blocked { 1 } else { (COLUMN_ACCUMULATORS / (vectors * pixels)).max(1) };
     // Accumulator `j * vectors + v` of each phase: vector `v` of the rows of pixel `j`; the
     // first phase starts at the bias, as in `tile`.
@@ -827,7 +828,7 @@ fn column_pixels(
         }
     };
     if blocked {
-        let done = column_blocks(f, rows, lanes, &acc[0]);
+        let done = column_blocks(f, rows, lanes, panel.is_some(), &acc[0]);
         let tail = f.int("sub", "%k", &done);
         f.count(&tail, |f, i| {
             let k = f.int("add", &done, i);
@@ -863,19 +864,32 @@ fn column_pixels(
 /// The packed weights of a block of `lanes` steps, `[k][rows]`, are `rows` whole vectors;
 /// lane j of vector v holds flat weight `i = v * lanes + j`, of step `i / rows` and row
 /// `i % rows`, and multiplies the pixel's input of that step, permuted from one vector of
-/// `lanes` consecutive inputs of the panel. Each lane sums its own (step, row) pairs, and
+/// the block's `lanes` inputs (consecutive in a `panel`, else gathered from the rows: on two
+/// threads MobileNet V2's 7x7 projections read planes, paired 0.999 / 0.976 and 0.999 /
+/// 0.993 near / far against the old column there). Each lane sums its own (step, row) pairs, and
 /// the flat sums fold back into rows once, through the stack. Per step of k that is `rows /
 /// lanes` loads, permutes and multiply-adds, where a vector of rows per step costs a load
 /// across cache lines, a broadcast and a multiply-add: MobileNet V2's 7x7 planes have one
 /// pixel past their three vectors, and its column took 11-13% of the 7x7 layers' time.
-fn column_blocks(f: &mut Function, rows: usize, lanes: usize, acc: &[String]) -> String {
+fn column_blocks(f: &mut Function, rows: usize, lanes: usize, panel: bool, acc: &[String]) -> String {
     let ty = Ty::Vector(lanes);
     let flat: Vec<String> = (0..rows).map(|_| f.slot(ty, "zeroinitializer")).collect();
     let blocks = f.int("udiv", "%k", lanes);
     f.count(&blocks, |f, b| {
         let k0 = f.int("mul", b, lanes);
-        let at = f.int("add", &k0, "%in_off");
-        let x = f.load_ty(ty, "%rows", &at, None);
+        // The pixel's inputs of the block's steps: consecutive in a panel, else one from each row.
+        let x = if panel {
+            let at = f.int("add", &k0, "%in_off");
+            f.load_ty(ty, "%rows", &at, None)
+        } else {
+            (0..lanes).fold("poison".to_string(), |v, j| {
+                let k = f.int("add", &k0, j);
+                let slot = f.pointer_at("%rows", &k);
+                let row = f.let_("row", format!("load ptr, ptr {slot}"));
+                let x = f.load(&row, "%in_off");
+                f.let_("x", format!("insertelement {} {v}, float {x}, i64 {j}", ty.name()))
+            })
+        };
         let a0 = f.int("mul", &k0, rows);
         for (v, slot) in flat.iter().enumerate() {
             let at = f.int("add", &a0, v * lanes);
