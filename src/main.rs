@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", cmd::message(&e));
             }
             ExitCode::from(cmd::exit_code(&e))
         }

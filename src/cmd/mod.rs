@@ -121,6 +121,21 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
+/// The error and its causes joined by ": ", leaving out a cause whose text the message so far
+/// already ends with: typed errors such as `path: reason` show their source themselves, and
+/// anyhow's `{:#}` would print the reason twice.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if text.is_empty() {
+            text = cause;
+        } else if !text.ends_with(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
 /// Exit status for an error: 2 for bad input (files, flags, networks), 1 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     let bad_input = |c: &(dyn std::error::Error + 'static)| {
