@@ -85,11 +85,13 @@ pub fn lower(
     // padded; training kernels read some buffers as flat arrays.
     let groups = kernel_groups(graph, plan, true);
     let mut padded = plan.clone();
-    // A fused depthwise convolution writes its output at its 1x1 convolution's step.
+    // A fused depthwise convolution writes its output at its 1x1 convolution's step, and
+    // reads the 1x1's from scratch.
     for group in &groups {
         if let Some((dw, dw_chain)) = &group.window {
             let at = plan.schedule.iter().position(|&id| id == group.id).expect("a scheduled node");
             padded.write_earlier(dw_chain.output(*dw), at);
+            padded.leave_out(group.chain.output(group.id));
         }
     }
     if !graph.node_ids().any(|id| matches!(graph.node(id).op, Op::Train(_))) {

@@ -77,6 +77,12 @@ pub struct Plan {
     pub views: std::collections::BTreeSet<NodeId>,
 }
 
+/// The bytes [`Plan::pad_planes`] gives a channel plane of `bytes`: an odd number of cache
+/// lines from [`PADDED_FROM`] bytes on, so that consecutive planes start in different cache sets.
+pub fn padded_plane_bytes(bytes: usize) -> usize {
+    if bytes >= PADDED_FROM { (bytes.div_ceil(ALIGN) | 1) * ALIGN } else { bytes }
+}
+
 impl Plan {
     /// Pads every channel plane of at least [`PADDED_FROM`] bytes to an odd number of cache
     /// lines, so that the planes of a buffer start in different cache sets, and places the
@@ -84,11 +90,9 @@ impl Plan {
     /// inference kernels) may read a padded plan; a buffer is no longer one flat array.
     pub fn pad_planes(&mut self) {
         for b in &mut self.buffers {
-            if b.plane_bytes >= PADDED_FROM {
-                let items = b.bytes / (b.channels * b.plane_bytes);
-                b.plane_bytes = (b.plane_bytes.div_ceil(ALIGN) | 1) * ALIGN;
-                b.bytes = items * b.channels * b.plane_bytes;
-            }
+            let items = b.bytes / (b.channels * b.plane_bytes);
+            b.plane_bytes = padded_plane_bytes(b.plane_bytes);
+            b.bytes = items * b.channels * b.plane_bytes;
         }
         self.peak_bytes = assign_offsets(&mut self.buffers);
     }
@@ -104,6 +108,16 @@ impl Plan {
         };
         for b in buffers {
             self.buffers[b].first = self.buffers[b].first.min(step);
+        }
+        self.peak_bytes = assign_offsets(&mut self.buffers);
+    }
+
+    /// Gives the buffer of `value` no arena bytes, and places the buffers again: a code
+    /// generator's fused kernel keeps the value in scratch of its own, and no kernel reads it
+    /// from the arena.
+    pub fn leave_out(&mut self, value: Value) {
+        if let Placement::Whole(b) = self.placements[&value] {
+            self.buffers[b].bytes = 0;
         }
         self.peak_bytes = assign_offsets(&mut self.buffers);
     }
@@ -378,6 +392,22 @@ mod tests {
         p.write_earlier(third, 2);
         assert_disjoint(&p);
         assert_ne!(offset(&p, first), offset(&p, third));
+    }
+
+    #[test]
+    fn a_value_left_out_takes_no_arena_bytes() {
+        // An expansion kept in a fused kernel's scratch: the arena holds its input and the
+        // depthwise output alone.
+        let g = network("Conv(out: 16, kernel: 1), Conv(out: 16, kernel: 3, groups: 16)");
+        let mut p = plan(&g, true);
+        let value = |step: usize| Value { node: p.schedule[step], port: 0 };
+        let (expansion, depthwise) = (value(1), value(2));
+        p.write_earlier(depthwise, 1);
+        let plane = 8 * 8 * 4;
+        assert_eq!(p.peak_bytes, (4 + 16 + 16) * plane, "the input, expansion and depthwise output");
+        p.leave_out(expansion);
+        assert_disjoint(&p);
+        assert_eq!(p.peak_bytes, (4 + 16) * plane, "the input and the depthwise output");
     }
 
     #[test]

@@ -940,12 +940,27 @@ impl Outputs {
         pr: &Product,
         n: &str,
     ) -> Outputs {
-        let rows = pr.rows;
         let first = f.int("mul", group, pr.m);
         let outs = match out {
             Operand::Planes(out) => l.plane_array(f, *out, &first, pr.m, n),
             Operand::Scratch(rows) => rows.array(f, pr.groups, group, n),
         };
+        Outputs::to_array(l, f, outs, chain, group, pr, n)
+    }
+
+    /// As [`Outputs::new`], the output rows' addresses in the array `outs` (one pointer per
+    /// output channel of the group).
+    pub(crate) fn to_array(
+        l: &mut Lowering<'_>,
+        f: &mut Function,
+        outs: String,
+        chain: &Chain,
+        group: &str,
+        pr: &Product,
+        n: &str,
+    ) -> Outputs {
+        let rows = pr.rows;
+        let first = f.int("mul", group, pr.m);
         let residuals = chain.residual.map(|r| l.plane_array(f, r, &first, pr.m, n));
         let a = f.int("mul", group, pr.m.div_ceil(rows) * pr.k * rows);
         let a = f.int("add", &a, pr.a);

@@ -111,7 +111,7 @@ impl Lowering<'_> {
             let (first, count) = task_items(f, &chunk, chunks, windows.channels);
             f.count(&count, |f, i| {
                 let c = f.int("add", &first, i);
-                l.window_channel(f, &windows, chain, &c, &n);
+                l.window_channel(f, &windows, chain, &c, &n, None);
             });
         });
     }
@@ -161,8 +161,17 @@ impl Lowering<'_> {
         Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad }
     }
 
-    /// Every window of channel `c` (a register) of batch item `n`.
-    pub(crate) fn window_channel(&mut self, f: &mut Function, w: &Windows, chain: &Chain, c: &str, n: &str) {
+    /// Every window of channel `c` (a register) of batch item `n`, its input plane read from
+    /// `src` where given (a fused step's scratch), else from the plan.
+    pub(crate) fn window_channel(
+        &mut self,
+        f: &mut Function,
+        w: &Windows,
+        chain: &Chain,
+        c: &str,
+        n: &str,
+        src: Option<String>,
+    ) {
         let [kh, kw] = w.at.kernel;
         let lanes = self.isa.lanes;
         let ty = Ty::Vector(lanes);
@@ -194,7 +203,7 @@ impl Lowering<'_> {
             residual: chain.residual.map(|r| self.plane(f, r, c, n)),
             steps: &chain.steps,
         };
-        let src = self.plane(f, w.x, c, n);
+        let src = src.unwrap_or_else(|| self.plane(f, w.x, c, n));
         windows.plane(f, &src, w.rows_per_block, w.spill, w.pad);
     }
 }
