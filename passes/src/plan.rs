@@ -318,6 +318,13 @@ mod tests {
         plan.check().unwrap();
     }
 
+    /// The plan of `network(body)` and the value of each step of its schedule.
+    fn plan_with_values(body: &str) -> (Plan, Vec<Value>) {
+        let p = plan(&network(body), true);
+        let values = p.schedule.iter().map(|&node| Value { node, port: 0 }).collect();
+        (p, values)
+    }
+
     #[test]
     fn only_reshapes_that_keep_channels_are_views() {
         // Channel tables count planes in a buffer's own layout: a reshape to other channels
@@ -380,10 +387,9 @@ mod tests {
     fn a_value_written_earlier_keeps_apart_from_what_that_step_reads() {
         // Conv 3 may take conv 1's bytes, dead after conv 2; written at conv 2's step (fused
         // into its kernel), it must not.
-        let g = network("Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3)");
-        let mut p = plan(&g, true);
-        let value = |step: usize| Value { node: p.schedule[step], port: 0 };
-        let (first, third) = (value(1), value(3));
+        let (mut p, values) =
+            plan_with_values("Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3), Conv(out: 4, kernel: 3)");
+        let (first, third) = (values[1], values[3]);
         let offset = |p: &Plan, v: Value| match p.placements[&v] {
             Placement::Whole(b) => p.buffers[b].offset,
             Placement::Planes(_) => unreachable!("a conv's output is a whole buffer"),
@@ -398,10 +404,9 @@ mod tests {
     fn a_value_left_out_takes_no_arena_bytes() {
         // An expansion kept in a fused kernel's scratch: the arena holds its input and the
         // depthwise output alone.
-        let g = network("Conv(out: 16, kernel: 1), Conv(out: 16, kernel: 3, groups: 16)");
-        let mut p = plan(&g, true);
-        let value = |step: usize| Value { node: p.schedule[step], port: 0 };
-        let (expansion, depthwise) = (value(1), value(2));
+        let (mut p, values) =
+            plan_with_values("Conv(out: 16, kernel: 1), Conv(out: 16, kernel: 3, groups: 16)");
+        let (expansion, depthwise) = (values[1], values[2]);
         p.write_earlier(depthwise, 1);
         let plane = 8 * 8 * 4;
         assert_eq!(p.peak_bytes, (4 + 16 + 16) * plane, "the input, expansion and depthwise output");
