@@ -90,9 +90,12 @@ impl Plan {
     /// inference kernels) may read a padded plan; a buffer is no longer one flat array.
     pub fn pad_planes(&mut self) {
         for b in &mut self.buffers {
-            let items = b.bytes / (b.channels * b.plane_bytes);
-            b.plane_bytes = padded_plane_bytes(b.plane_bytes);
-            b.bytes = items * b.channels * b.plane_bytes;
+            let padded = padded_plane_bytes(b.plane_bytes);
+            if padded != b.plane_bytes {
+                let items = b.bytes / (b.channels * b.plane_bytes);
+                b.plane_bytes = padded;
+                b.bytes = items * b.channels * b.plane_bytes;
+            }
         }
         self.peak_bytes = assign_offsets(&mut self.buffers);
     }
