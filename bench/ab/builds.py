@@ -26,3 +26,9 @@ def element_counts(folder, name):
             if line.startswith(key):
                 counts[which] = int(line[len(key):].strip().rstrip("uU"))
     return counts["INPUT"], counts["OUTPUT"]
+
+
+def rotation(count, turn):
+    """The indices of `count` builds in the order of turn `turn`: each turn starts one later, so
+    that every build is timed in every position alike (the first timed in a round runs slower)."""
+    return [(turn + i) % count for i in range(count)]

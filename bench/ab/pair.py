@@ -39,7 +39,10 @@ def main():
 
     times = [[] for _ in runs]
     for r in range(args.warmup + args.runs):
-        for i, run in enumerate(runs):
+        # Each round starts with the next build: a build timed right after another ran about
+        # 1.5% faster than the same build timed first (two copies of one library: 0.985).
+        for i in builds.rotation(len(runs), r):
+            run = runs[i]
             if args.gap:
                 time.sleep(args.gap)
             start = time.perf_counter()

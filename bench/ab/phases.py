@@ -49,15 +49,18 @@ def main():
         ns = core_latency.round_trip(work)
         if ns is None:
             raise SystemExit("core_latency: fewer than two CPUs, or no C compiler")
-        medians = []
-        for run in runs:
+        medians = [0.0] * len(runs)
+        # Each segment starts with the next build (see pair.py): two copies of one library
+        # timed in a fixed order gave 0.984 / 0.990.
+        for i in builds.rotation(len(runs), len(segments)):
+            run = runs[i]
             run(x.ctypes.data, out.ctypes.data)
             times = []
             for _ in range(args.runs):
                 start = time.perf_counter()
                 run(x.ctypes.data, out.ctypes.data)
                 times.append((time.perf_counter() - start) * 1e3)
-            medians.append(statistics.median(times))
+            medians[i] = statistics.median(times)
         segments.append((ns, medians))
         print(f"{segments[-1][0]:6.0f} ns  " + "  ".join(f"{m:.3f}" for m in medians), flush=True)
     for label, near in (("near", True), ("far", False)):
