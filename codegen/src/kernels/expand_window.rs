@@ -1,8 +1,8 @@
 //! A 1x1 convolution that expands its input fused with the depthwise convolution that alone
-//! reads it (MobileNet V2's expansion and depthwise steps): each task
-//! computes a range of the 1x1's output channels over the whole plane into its thread's
-//! scratch, then the depthwise windows of the same channels, which read what the task wrote
-//! while it is still in its core's cache. Separate steps write an expansion of up to 4.8 MB (MobileNet V2 at 112x112)
+//! reads it (MobileNet V2's expansion and depthwise steps): each task computes a range of the
+//! 1x1's output channels over the whole plane into its thread's scratch, then the depthwise
+//! windows of the same channels, which read what the task wrote while it is still in its
+//! core's cache. Separate steps write an expansion of up to 4.8 MB (MobileNet V2 at 112x112)
 //! out to the last-level cache before the depthwise step reads it back, and on two threads
 //! split the two steps differently (pixels, channels), so that each thread read half its
 //! depthwise input from the other core.
@@ -87,11 +87,15 @@ impl Lowering<'_> {
             let channels = f.int("sub", &end, &c0);
             let bytes = task_channels * plane_floats * 4;
             let base = f.let_("mid", format!("call ptr @archc_scratch(i64 {bytes})"));
+            // The scratch plane of the task's `i`-th channel.
+            let scratch_plane = |f: &mut Function, i: &str| {
+                let at = f.int("mul", i, plane_floats);
+                f.float_at(&base, &at)
+            };
             let outs = f.pointer_array(pr.m);
             f.count(&channels, |f, i| {
                 let c = f.int("add", &c0, i);
-                let at = f.int("mul", i, plane_floats);
-                let plane = f.float_at(&base, &at);
+                let plane = scratch_plane(f, i);
                 let slot = f.pointer_at(&outs, &c);
                 f.line(format!("store ptr {plane}, ptr {slot}"));
             });
@@ -111,8 +115,7 @@ impl Lowering<'_> {
             });
             f.count(&channels, |f, i| {
                 let c = f.int("add", &c0, i);
-                let at = f.int("mul", i, plane_floats);
-                let plane = f.float_at(&base, &at);
+                let plane = scratch_plane(f, i);
                 l.window_channel(f, &windows, dw_chain, &c, &n, Some(plane));
             });
         });

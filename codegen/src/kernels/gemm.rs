@@ -865,12 +865,12 @@ fn column_pixels(
 /// lane j of vector v holds flat weight `i = v * lanes + j`, of step `i / rows` and row
 /// `i % rows`, and multiplies the pixel's input of that step, permuted from one vector of
 /// the block's `lanes` inputs (consecutive in a `panel`, else gathered from the rows, as
-/// MobileNet V2's 7x7 projections on two threads read them). Each lane sums its own (step, row) pairs, and
-/// the flat sums fold back into rows once, through the stack. Per step of k that is `rows /
-/// lanes` loads, permutes and multiply-adds, where a vector of rows per step costs a load
-/// across cache lines, a broadcast and a multiply-add: MobileNet V2's 7x7 planes have one
-/// pixel past their three vectors, and its column took 11-13% of the 7x7 layers' time; the
-/// 960 to 320 projection alone: 176-184 -> 160-168 us.
+/// MobileNet V2's 7x7 projections on two threads read them). Each lane sums its own (step,
+/// row) pairs, and the flat sums fold back into rows once, through the stack. Per step of k
+/// that is `rows / lanes` loads, permutes and multiply-adds, where a vector of rows per step
+/// costs a load across cache lines, a broadcast and a multiply-add: MobileNet V2's 7x7 planes
+/// have one pixel past their three vectors, and its column took 11-13% of the 7x7 layers'
+/// time; the 960 to 320 projection alone: 176-184 -> 160-168 us.
 fn column_blocks(f: &mut Function, rows: usize, lanes: usize, panel: bool, acc: &[String]) -> String {
     let ty = Ty::Vector(lanes);
     let flat: Vec<String> = (0..rows).map(|_| f.slot(ty, "zeroinitializer")).collect();
