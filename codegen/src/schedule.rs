@@ -86,7 +86,10 @@ impl Schedule {
     /// fits, else streamed input rows where the input is four times what stays in L2 (the
     /// tuner's choice on MobileNet V2's 112x112 and 56x56 projections, 1.15-1.3x), else panels
     /// (measured faster on 10 of 11 ShuffleNet and MobileNet 1x1 layers, 3-20%). Untuned
-    /// MobileNet V2 with streamed defaults: 0.978 / 0.981 (one / two threads, paired).
+    /// MobileNet V2 with streamed defaults: 0.978 / 0.981 (one / two threads, paired). Other
+    /// convolutions but Winograd's read im2col panels (see `kernels::im2col`), swept so that
+    /// the smaller operand is the one read again: the weights for each pixel tile where there
+    /// are no more output channels than pixels, else the panels for each channel tile.
     pub fn default_for(graph: &Graph, id: NodeId, isa: Isa) -> Schedule {
         let basic = Schedule::basic(isa);
         let Op::Conv(conv) = &graph.node(id).op else { return basic };
@@ -95,6 +98,12 @@ impl Schedule {
         let weights = conv.out_channels * k * 4;
         let pointwise = crate::kernels::gemm::pointwise(conv);
         let weights_outgrow_l2 = weights > L2_BYTES && k * pixels * 4 <= L2_BYTES;
+        if !pointwise && !crate::kernels::winograd::suits(conv, x.channels()) {
+            let out = graph.shape(Value { node: id, port: 0 });
+            let out_pixels = out.item_numel() / out.channels();
+            let sweep = if conv.out_channels <= out_pixels { Sweep::Packed } else { Sweep::PackedPixels };
+            return Schedule { sweep, ..basic };
+        }
         match pointwise {
             true if pixels <= SMALL_PLANE && weights_outgrow_l2 => {
                 Schedule { sweep: Sweep::PackedPixels, ..basic }
@@ -123,8 +132,9 @@ impl Schedule {
         });
         let pointwise = crate::kernels::gemm::pointwise(conv);
         let winograd = crate::kernels::winograd::suits(conv, cin);
-        // The sweep is a choice of the products whose tiles run in one flat order: 1x1 and
-        // Winograd convolutions.
+        // The sweep is a choice of the products whose tiles run in one flat order: 1x1,
+        // Winograd and im2col convolutions (their panels read once for each channel tile or
+        // the weights once for each pixel tile).
         let mut methods = Vec::new();
         if pointwise && crate::kernels::expand_window::window_after(graph, id).is_some() {
             // Fused with its depthwise reader, its tiles run in that kernel's one order: only
@@ -146,7 +156,7 @@ impl Schedule {
                 methods.extend([(true, Sweep::Channels), (true, Sweep::Pixels)]);
             }
             if !pointwise {
-                methods.push((false, Sweep::Channels));
+                methods.extend([(false, Sweep::Packed), (false, Sweep::PackedPixels)]);
             }
         }
         let mut all = vec![default];
@@ -415,6 +425,25 @@ mod tests {
     }
 
     #[test]
+    fn im2col_convolutions_read_the_smaller_operand_again() {
+        let isa = Target::named("x86_64-linux-gnu").unwrap().isa();
+        let sweep = |channels: usize, side: usize, out: usize, kernel: usize| {
+            let text = format!(
+                r#"Network(name: "n", input: Image(channels: {channels}, height: {side}, width: {side}),
+                    body: [Conv(out: {out}, kernel: {kernel}, stride: 2)])"#
+            );
+            let graph =
+                ir::from_ron_str(&text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+            let conv = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
+            Schedule::default_for(&graph, conv, isa).sweep
+        };
+        // ResNet-18's stride-2 convolutions: 128 channels on 28x28 outputs, 512 on 7x7.
+        assert_eq!(sweep(64, 56, 128, 3), Sweep::Packed);
+        assert_eq!(sweep(256, 14, 512, 3), Sweep::PackedPixels);
+        assert_eq!(sweep(256, 14, 512, 1), Sweep::PackedPixels);
+    }
+
+    #[test]
     fn candidates_fit_the_registers_and_start_with_the_default() {
         let text = r#"Network(name: "n", input: Image(channels: 16, height: 8, width: 8), body: [
             Conv(out: 16, kernel: 3), Conv(out: 16, kernel: 3, groups: 16), Conv(out: 8, kernel: 1)])"#;
@@ -425,9 +454,10 @@ mod tests {
             graph.node_ids().filter(|&id| matches!(graph.node(id).op, Op::Conv(_))).collect();
         let counts: Vec<usize> =
             convs.iter().map(|&id| Schedule::candidates(&graph, id, isa).len()).collect();
-        // 3x3: four tiles by Winograd with either flat sweep or direct; depthwise: none; 1x1:
-        // four tiles by any of seven sweeps (split-K for one group only).
-        assert_eq!(counts, [12, 0, 28]);
+        // 3x3: four tiles by Winograd with either flat sweep or by im2col in either packed
+        // order; depthwise: none; 1x1: four tiles by any of seven sweeps (split-K for one
+        // group only).
+        assert_eq!(counts, [16, 0, 28]);
         let text = r#"Network(name: "n", input: Image(channels: 8, height: 8, width: 8), body: [
             Conv(out: 16, kernel: 1, act: Relu6), Conv(out: 16, kernel: 3, groups: 16)])"#;
         let graph =

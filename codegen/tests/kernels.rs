@@ -58,6 +58,14 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ("conv_grouped", [12, 9, 8], "Conv(out: 15, kernel: 3, groups: 3, bias: true)"),
     ("conv_dilated", [5, 11, 12], "Conv(out: 7, kernel: 3, dilation: 2, act: Relu)"),
     ("conv_stride2_1x1", [9, 8, 7], "Conv(out: 11, kernel: 1, stride: 2)"),
+    // Receptive fields copied whole vectors at a time (consecutive or every other column) and
+    // the rest of each row masked; with padding 0, the last vector's loads end at the row.
+    (
+        "im2col_vectors",
+        [5, 20, 140],
+        "Conv(out: 11, kernel: 3, stride: 2), Conv(out: 6, kernel: 3, stride: 2, padding: 0), \
+         Conv(out: 7, kernel: 3, dilation: 2, padding: 1), Conv(out: 5, kernel: 1, stride: 2)",
+    ),
     (
         "conv_no_padding",
         [4, 8, 9],
@@ -218,7 +226,8 @@ const TUNABLE: &[(&str, [usize; 3], &str)] = &[
     ),
     ("winograd", [9, 7, 11], "Conv(out: 19, kernel: 3, bias: true, act: Relu)"),
     ("shifted", [7, 9, 21], "Conv(out: 9, kernel: 5, padding: 2)"),
-    ("im2col", [9, 8, 7], "Conv(out: 11, kernel: 3, stride: 2, padding: 1)"),
+    // Rows of 33 outputs: whole vectors of every other input column, then a masked rest.
+    ("im2col", [9, 14, 66], "Conv(out: 11, kernel: 3, stride: 2, padding: 1)"),
 ];
 
 #[test]

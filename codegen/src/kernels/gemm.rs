@@ -1,6 +1,6 @@
 //! Convolutions as matrix products: `Y[co, p] = sum_k W[co, k] X[k, p]`, with `X` the input
-//! planes themselves for a 1x1 convolution and an im2col copy of one block of pixels for the
-//! rest (stem, ResNet). One register-blocked micro-kernel computes every product: a tile of
+//! planes themselves for a 1x1 convolution, and packed panels of their receptive fields for
+//! the rest (`kernels::im2col`). One register-blocked micro-kernel computes every product: a tile of
 //! `tile_rows` output channels by `tile_vectors` vectors of pixels stays in registers over the
 //! whole reduction, reading weights pre-packed as `[tile][k][tile_rows]` and broadcasting
 //! them against vectors of input pixels; bias and fused epilogues are applied before the one
@@ -18,9 +18,6 @@ use crate::schedule::{Schedule, Sweep};
 /// setup (its table of input planes, its first panel).
 const TASK_MACS: usize = 1 << 18;
 
-/// Scratch floats an im2col block may use, per thread (a quarter of a small L2).
-const IM2COL_FLOATS: usize = 1 << 15;
-
 /// Floats of padded planes a padding task should copy.
 const TASK_WORK: usize = 1 << 16;
 
@@ -31,7 +28,7 @@ const WEIGHTS_AHEAD: usize = 4096;
 const COLUMN_ACCUMULATORS: usize = 8;
 
 /// Pixels up to which a tail tile is a column tile (see [`Lowering::column_tile`]).
-const COLUMN_PIXELS: usize = 4;
+pub(crate) const COLUMN_PIXELS: usize = 4;
 
 /// Independent accumulators that keep both FMA pipes busy through the multiply-add latency
 /// (2 pipes x 4 cycles, on Zen as on recent Intel cores), and the most phases of k a tile
@@ -128,11 +125,14 @@ pub(crate) enum Operand {
     /// The channel planes of a value: row `g * rows + r` of group `g` is channel plane `r`.
     Planes(ir::Value),
     Scratch(ScratchRows),
+    /// Panels packed before the product, at this arena offset (see [`packed_panel`]): an
+    /// input only, read by the packed sweeps.
+    Panels(usize),
 }
 
 /// The shapes of one convolution as a product of matrices, per group.
 pub(crate) struct Product {
-    groups: usize,
+    pub groups: usize,
     /// Output channels per group.
     pub m: usize,
     /// Reduction length per group.
@@ -148,7 +148,7 @@ pub(crate) struct Product {
     pub vectors: usize,
     pub lanes: usize,
     /// The order of the tiles.
-    sweep: Sweep,
+    pub sweep: Sweep,
 }
 
 impl Product {
@@ -330,7 +330,7 @@ impl Lowering<'_> {
         // not its tables of planes: longer tasks.
         let packs = matches!(pr.sweep, Sweep::Packed | Sweep::PackedPixels)
             && shift.is_none()
-            && matches!(x, Operand::Planes(_));
+            && matches!(x, Operand::Planes(_) | Operand::Panels(_));
         let task_macs = if packs { 4 * TASK_MACS } else { TASK_MACS };
         let chunks = task_count(tiles, task_macs / (rows * cols * pr.k));
         // Where tail tiles make some pixel tiles cheaper, tasks share the tiles by cost.
@@ -349,6 +349,7 @@ impl Lowering<'_> {
         let panel = ((pr.sweep == Sweep::Panel || packs) && shift.is_none()).then_some(cols);
         let packed = match &x {
             Operand::Planes(x) if packs => Some(self.pack_panels(f, &pr, *x, p_tiles)),
+            Operand::Panels(base) => Some(*base),
             _ => None,
         };
         let kernels = self.tiles(&chain.steps, &pr, panel, Stream::Weights);
@@ -368,6 +369,7 @@ impl Lowering<'_> {
                     l.plane_array(f, *x, &first_in, pr.k, &n)
                 }
                 (None, Operand::Scratch(rows)) => rows.array(f, pr.groups, &group, &n),
+                (None, Operand::Panels(_)) => unreachable!("packed panels are read by packed sweeps"),
                 (Some((s, conv)), _) => {
                     let [kh, kw] = conv.kernel;
                     let inputs = f.pointer_array(pr.k);
@@ -496,77 +498,6 @@ impl Lowering<'_> {
             });
         });
         base
-    }
-
-    /// Any other convolution: each task copies a block of pixels' receptive fields into
-    /// scratch rows (im2col) and multiplies them with a range of output-channel tiles.
-    pub fn im2col_conv(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
-        let graph = self.graph;
-        let Op::Conv(conv) = &graph.node(id).op else { unreachable!("a convolution") };
-        let pr = self.product(id, chain);
-        let (rows, cols) = (pr.rows, pr.cols());
-        let x = graph.operands(id)[0];
-        let xs = graph.shape(x).dims().to_vec();
-        let out = chain.output(id);
-        let ow = graph.shape(out).dims()[3];
-        let [kh, kw] = conv.kernel;
-        let cin = xs[1] / conv.groups;
-        let block = cols * (IM2COL_FLOATS / (pr.k * cols)).clamp(1, pr.p.div_ceil(cols));
-        let blocks = pr.p.div_ceil(block);
-        let m_tiles = pr.m.div_ceil(rows);
-        // Few pixel blocks (deep layers): split output channels too, so every thread has work.
-        let base = pr.batch * pr.groups * blocks;
-        let per_chunk = m_tiles.div_ceil((8usize.div_ceil(base)).min(m_tiles));
-        let chunks = m_tiles.div_ceil(per_chunk);
-        let tiles = self.tiles(&chain.steps, &pr, None, Stream::Weights);
-        self.parallel(f, base * chunks, |l, f| {
-            let chunk = f.int("urem", "%t", chunks);
-            let rest = f.int("udiv", "%t", chunks);
-            let b = f.int("urem", &rest, blocks);
-            let rest = f.int("udiv", &rest, blocks);
-            let (group, n) = (f.int("urem", &rest, pr.groups), f.int("udiv", &rest, pr.groups));
-            let scratch = f.let_("scratch", format!("call ptr @archc_scratch(i64 {})", pr.k * block * 4));
-            let p_start = f.int("mul", &b, block);
-            let left = f.int("sub", pr.p, &p_start);
-            let p_count = f.umin(&left, block);
-            let first_in = f.int("mul", &group, cin);
-            let sources = l.plane_array(f, x, &first_in, cin, &n);
-            let inputs = f.pointer_array(pr.k);
-            f.count(pr.k, |f, k| {
-                let ci = f.int("udiv", k, kh * kw);
-                let r = f.int("urem", k, kh * kw);
-                let (ky, kx) = (f.int("udiv", &r, kw), f.int("urem", &r, kw));
-                let dy = f.int("mul", &ky, conv.dilation[0]);
-                let dy = f.int("sub", &dy, conv.padding[0]);
-                let dx = f.int("mul", &kx, conv.dilation[1]);
-                let dx = f.int("sub", &dx, conv.padding[1]);
-                let slot = f.pointer_at(&sources, &ci);
-                let src = f.let_("src", format!("load ptr, ptr {slot}"));
-                let at = f.int("mul", k, block);
-                let dst = f.float_at(&scratch, &at);
-                let slot = f.pointer_at(&inputs, k);
-                f.line(format!("store ptr {dst}, ptr {slot}"));
-                im2col_row_segments(f, &src, &dst, &p_start, &p_count, &dy, &dx, conv, [xs[2], xs[3]], ow);
-            });
-            let outputs = Outputs::new(l, f, &Operand::Planes(out), chain, &group, &pr, &n);
-            let first_m = f.int("mul", &chunk, per_chunk);
-            let left = f.int("sub", m_tiles, &first_m);
-            let m_count = f.umin(&left, per_chunk);
-            // As in planes_gemm: the input pixels of one tile stay in L1 across weight tiles.
-            let p_tiles = f.ceil_div(&p_count, cols);
-            f.count(&p_tiles, |f, pt| {
-                let offset = f.int("mul", pt, cols);
-                let left = f.int("sub", &p_count, &offset);
-                let p_valid = f.umin(&left, cols);
-                let p0 = f.int("add", &p_start, &offset);
-                f.count(&m_count, |f, i| {
-                    let mt = f.int("add", &first_m, i);
-                    tiles.fitting(f, &p_valid, |f, tile| {
-                        outputs.call(f, tile, &pr, &mt, &inputs, &offset, &p_valid, &p0, None)
-                    });
-                });
-            });
-        });
     }
 
     /// The micro-kernels of product `pr` with epilogue `steps` (see [`Tiles`]), reading
@@ -944,6 +875,7 @@ impl Outputs {
         let outs = match out {
             Operand::Planes(out) => l.plane_array(f, *out, &first, pr.m, n),
             Operand::Scratch(rows) => rows.array(f, pr.groups, group, n),
+            Operand::Panels(_) => unreachable!("packed panels are an input"),
         };
         Outputs::to_array(l, f, outs, chain, group, pr, n)
     }
@@ -1086,7 +1018,7 @@ fn prefetch_weights(f: &mut Function, a: &str) {
 }
 
 /// The masks of the `vectors` vectors of a tile of which the first `p_valid` lanes are valid.
-fn lane_masks(f: &mut Function, p_valid: &str, lanes: usize, vectors: usize) -> Vec<String> {
+pub(crate) fn lane_masks(f: &mut Function, p_valid: &str, lanes: usize, vectors: usize) -> Vec<String> {
     let valid = f.let_("pv", format!("trunc i64 {p_valid} to i32"));
     let one = f.let_("pv", format!("insertelement <{lanes} x i32> poison, i32 {valid}, i64 0"));
     let bound = f.let_(
@@ -1225,78 +1157,6 @@ fn balanced_bounds(tasks: usize, tiles: usize, cost: impl Fn(usize) -> usize) ->
     bounds.resize(tasks, tiles);
     bounds.push(tiles);
     Some(bounds)
-}
-
-/// Fills one im2col row: `dst[j]` for the block's pixels `p_start + j` (`j < p_count`) is the
-/// input at offset `(dy, dx)` of pixel `j`'s window, zero outside the input. Pixels are walked
-/// output row by output row, each split into its zero head, its interior (a strided copy that
-/// vectorizes) and its zero tail.
-#[allow(clippy::too_many_arguments)]
-fn im2col_row_segments(
-    f: &mut Function,
-    src: &str,
-    dst: &str,
-    p_start: &str,
-    p_count: &str,
-    dy: &str,
-    dx: &str,
-    conv: &ir::Conv,
-    [h, w]: [usize; 2],
-    ow: usize,
-) {
-    let [sy, sx] = conv.stride;
-    // Output columns whose input column is inside: [first_in, end_in).
-    let neg = f.int("sub", 0, dx);
-    let neg = f.smax(&neg, 0);
-    let first_in = f.ceil_div(&neg, sx);
-    let span = f.int("sub", w as i64 - 1, dx);
-    let end_in = f.int("sdiv", &span, sx);
-    let end_in = f.int("add", &end_in, 1);
-    let negative = f.let_("neg", format!("icmp slt i64 {span}, 0"));
-    let end_in = f.let_("end", format!("select i1 {negative}, i64 0, i64 {end_in}"));
-    let end_in = f.smin(&end_in, ow);
-    let oy_first = f.int("udiv", p_start, ow);
-    let p_end = f.int("add", p_start, p_count);
-    let last = f.int("sub", &p_end, 1);
-    let oy_last = f.int("udiv", &last, ow);
-    let rows = f.int("sub", &oy_last, &oy_first);
-    let rows = f.int("add", &rows, 1);
-    f.count(&rows, |f, r| {
-        let oy = f.int("add", &oy_first, r);
-        let row0 = f.int("mul", &oy, ow);
-        let lo = f.smax(p_start, &row0);
-        let lo = f.int("sub", &lo, &row0);
-        let row_end = f.int("add", &row0, ow);
-        let hi = f.smin(&p_end, &row_end);
-        let hi = f.int("sub", &hi, &row0);
-        // dst[base + ox] holds output column ox of this row (base < 0 on the block's first row).
-        let base = f.int("sub", &row0, p_start);
-        let iy = f.int("mul", &oy, sy);
-        let iy = f.int("add", &iy, dy);
-        let row_in = f.let_("in", format!("icmp ult i64 {iy}, {h}"));
-        let in_lo = f.smax(&lo, &first_in);
-        let in_lo = f.smin(&in_lo, &hi);
-        let in_lo = f.let_("lo", format!("select i1 {row_in}, i64 {in_lo}, i64 {hi}"));
-        let in_hi = f.smin(&hi, &end_in);
-        let in_hi = f.smax(&in_hi, &in_lo);
-        let head = f.int("sub", &in_lo, &lo);
-        let first = f.int("add", &base, &lo);
-        f.fill(dst, &first, &head, "0.0");
-        let row = f.int("mul", &iy, w);
-        let row = f.int("add", &row, dx);
-        let inside = f.int("sub", &in_hi, &in_lo);
-        f.count(&inside, |f, i| {
-            let ox = f.int("add", &in_lo, i);
-            let ix = f.int("mul", &ox, sx);
-            let at = f.int("add", &row, &ix);
-            let v = f.load(src, &at);
-            let to = f.int("add", &base, &ox);
-            f.store(&v, dst, &to);
-        });
-        let tail = f.int("sub", &hi, &in_hi);
-        let first = f.int("add", &base, &in_hi);
-        f.fill(dst, &first, &tail, "0.0");
-    });
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod elementwise;
 pub(crate) mod expand_window;
 pub mod gemm;
 pub(crate) mod geometry;
+pub(crate) mod im2col;
 mod linear;
 pub(crate) mod padded;
 mod split_k;
