@@ -37,14 +37,15 @@ impl Lowering<'_> {
             Sweep::Pixels | Sweep::PackedPixels => Sweep::PackedPixels,
             _ => Sweep::Packed,
         };
-        let x = graph.operands(id)[0];
-        let fields = Fields::of(graph.shape(x).dims(), conv, &pr, self.isa.lanes);
+        let (x, out) = (graph.operands(id)[0], chain.output(id));
+        let ow = graph.shape(out).dims()[3];
+        let fields = Fields::of(graph.shape(x).dims(), ow, conv, &pr, self.isa.lanes);
         let p_tiles = pr.p.div_ceil(pr.cols());
         if pr.sweep == Sweep::Packed && p_tiles >= TASK_TILES {
-            self.im2col_by_tiles(f, pr, (x, chain.output(id)), &fields, chain, p_tiles);
+            self.im2col_by_tiles(f, pr, (x, out), &fields, chain, p_tiles);
         } else {
             let panels = self.pack_receptive_fields(f, &pr, x, &fields, p_tiles);
-            self.gemm(f, pr, Operand::Panels(panels), Operand::Planes(chain.output(id)), chain, None);
+            self.gemm(f, pr, Operand::Panels(panels), Operand::Planes(out), chain, None);
         }
     }
 
@@ -135,9 +136,8 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn of(xs: &[usize], conv: &'a ir::Conv, pr: &Product, lanes: usize) -> Fields<'a> {
-        let span = conv.dilation[1] * (conv.kernel[1] - 1) + 1;
-        let ow = (xs[3] + 2 * conv.padding[1] - span) / conv.stride[1] + 1;
+    /// The fields of `conv` from an input of dimensions `xs` into `ow` output columns.
+    fn of(xs: &[usize], ow: usize, conv: &'a ir::Conv, pr: &Product, lanes: usize) -> Fields<'a> {
         Fields {
             conv,
             channels: xs[1] / pr.groups,
