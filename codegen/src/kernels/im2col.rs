@@ -69,7 +69,8 @@ impl Lowering<'_> {
             let rest = f.int("udiv", "%t", k_chunks);
             let pt = f.int("urem", &rest, p_tiles);
             let item = f.int("udiv", &rest, p_tiles);
-            let sources = fields.sources(l, f, x, &item);
+            let (group, n) = (f.int("urem", &item, pr.groups), f.int("udiv", &item, pr.groups));
+            let sources = fields.sources(l, f, x, (&group, &n));
             let tile = pr.pixel_tile(f, &pt);
             let panel = packed_panel(f, pr, base, p_tiles, &item, &pt);
             let rows = task_items(f, &chunk, k_chunks, pr.k);
@@ -100,8 +101,8 @@ impl Lowering<'_> {
         self.parallel(f, pr.batch * pr.groups * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let item = f.int("udiv", "%t", chunks);
-            let sources = fields.sources(l, f, x, &item);
             let (group, n) = (f.int("urem", &item, pr.groups), f.int("udiv", &item, pr.groups));
+            let sources = fields.sources(l, f, x, (&group, &n));
             let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
             let panel = f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4));
             let (first, count) = task_items(f, &chunk, chunks, p_tiles);
@@ -131,29 +132,19 @@ struct Fields<'a> {
     /// Output columns.
     ow: usize,
     cols: usize,
-    groups: usize,
     lanes: usize,
 }
 
 impl<'a> Fields<'a> {
     /// The fields of `conv` from an input of dimensions `xs` into `ow` output columns.
     fn of(xs: &[usize], ow: usize, conv: &'a ir::Conv, pr: &Product, lanes: usize) -> Fields<'a> {
-        Fields {
-            conv,
-            channels: xs[1] / pr.groups,
-            input: [xs[2], xs[3]],
-            ow,
-            cols: pr.cols(),
-            groups: pr.groups,
-            lanes,
-        }
+        Fields { conv, channels: xs[1] / pr.groups, input: [xs[2], xs[3]], ow, cols: pr.cols(), lanes }
     }
 
-    /// The table of the input planes of flat item `item` (batch item times groups plus group).
-    fn sources(&self, l: &mut Lowering, f: &mut Function, x: ir::Value, item: &str) -> String {
-        let (group, n) = (f.int("urem", item, self.groups), f.int("udiv", item, self.groups));
-        let first = f.int("mul", &group, self.channels);
-        l.plane_array(f, x, &first, self.channels, &n)
+    /// The table of the input planes of group `group` of batch item `n`.
+    fn sources(&self, l: &mut Lowering, f: &mut Function, x: ir::Value, (group, n): (&str, &str)) -> String {
+        let first = f.int("mul", group, self.channels);
+        l.plane_array(f, x, &first, self.channels, n)
     }
 
     /// Rows `first..first + count` of the panel at `panel` of the pixels `p0..p0 + p_valid`,
