@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The most a GEMM micro-tile's inner loop can do on this CPU, shape by shape.
 
-    bench/ab/ceiling.py [--shapes 14x2 9x3 6x4 ...] [--steps N]
+    bench/ceiling/tile_loops.py [--shapes 14x2 9x3 6x4 ...] [--steps N]
 
 For each tile of R output channels by V vectors of 16 pixels (AVX-512), it times a loop
 of nothing but one step of k as archc's tile emits it: V vector loads of inputs, R weight
@@ -103,10 +103,10 @@ def main():
         compiler = os.environ.get("CC", "cc")
         built = subprocess.run([compiler, "-O2", "-o", binary, source], capture_output=True, text=True)
         if built.returncode != 0:
-            sys.exit(f"ceiling.py: {compiler} failed (an x86-64 compiler with AVX-512 is needed):\n{built.stderr}")
+            sys.exit(f"tile_loops.py: {compiler} failed (an x86-64 compiler with AVX-512 is needed):\n{built.stderr}")
         run = subprocess.run([binary], capture_output=True, text=True)
         if run.returncode != 0:
-            sys.exit(f"ceiling.py: the probe failed (exit {run.returncode}; no AVX-512 here?)\n{run.stderr}")
+            sys.exit(f"tile_loops.py: the probe failed (exit {run.returncode}; no AVX-512 here?)\n{run.stderr}")
         print(run.stdout, end="")
 
 
