@@ -11,7 +11,7 @@ use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty};
 use crate::epilogue::Chain;
-use crate::kernels::gemm::{COLUMN_PIXELS, Operand, Outputs, Product, Stream, lane_masks, packed_panel};
+use crate::kernels::gemm::{Operand, Outputs, Product, Stream, lane_masks, packed_panel, panel_rows};
 use crate::lower::{Lowering, task_count, task_items};
 use crate::schedule::Sweep;
 
@@ -122,8 +122,7 @@ impl Lowering<'_> {
 
 /// How a convolution's receptive fields fill panels: row `k` of a pixel tile's panel holds,
 /// for each of its pixels, the input of channel `k / (kh * kw)` of the group at kernel tap
-/// `k % (kh * kw)`, `cols` floats from the next row (or, for the few pixels of a column
-/// tile, as many floats as it has pixels, as `pack_panel` packs them).
+/// `k % (kh * kw)`, its rows laid out as `gemm::panel_stride` says.
 struct Fields<'a> {
     conv: &'a ir::Conv,
     /// Input channels per group, height and width.
@@ -158,8 +157,7 @@ impl<'a> Fields<'a> {
         (first, count): (&str, &str),
     ) {
         let [kh, kw] = self.conv.kernel;
-        let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
-        let stride = f.let_("stride", format!("select i1 {few}, i64 {p_valid}, i64 {}", self.cols));
+        let (_, stride) = panel_rows(f, p_valid, self.cols);
         f.count(count, |f, i| {
             let k = f.int("add", first, i);
             let ci = f.int("udiv", &k, kh * kw);
