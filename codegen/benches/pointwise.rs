@@ -141,11 +141,11 @@ fn main() {
     };
     let mut products: Vec<Product> = SHAPES.iter().map(|shape| Product::new(shape, &schedules)).collect();
     for product in &mut products {
+        let shape = [product.m, product.p];
         let mut expected = vec![0.0; product.m * product.p];
         product.gemm(&mut expected);
-        let got = product.model.run(&product.x);
-        let scale = expected.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let error = got.iter().zip(&expected).fold(0.0f32, |a, (g, e)| a.max((g - e).abs())) / scale;
+        let got = ir::Tensor::new(&shape, product.model.run(&product.x));
+        let error = got.relative_error(&ir::Tensor::new(&shape, expected));
         assert!(error < 1e-4, "{}: archc and gemm differ by {error} (relative)", product.name);
 
         let mut group = criterion.benchmark_group(&product.name);

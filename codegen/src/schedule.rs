@@ -407,18 +407,24 @@ mod tests {
         assert!(message.contains("schedules.json") && message.contains("line 1"), "{message}");
     }
 
+    /// The default sweep on `isa` of convolution `conv` (RON) over a square input of `channels`
+    /// planes of side `side`.
+    fn default_sweep(isa: Isa, channels: usize, side: usize, conv: &str) -> Sweep {
+        let text = format!(
+            r#"Network(name: "n", input: Image(channels: {channels}, height: {side}, width: {side}),
+                body: [{conv}])"#
+        );
+        let graph =
+            ir::from_ron_str(&text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+        let conv = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
+        Schedule::default_for(&graph, conv, isa).sweep
+    }
+
     #[test]
     fn small_planes_default_to_packed_panels_heavy_weights_to_the_pixel_order_and_large_inputs_to_streams() {
         let isa = Target::named("x86_64-linux-gnu").unwrap().isa();
         let sweep = |channels: usize, side: usize, out: usize| {
-            let text = format!(
-                r#"Network(name: "n", input: Image(channels: {channels}, height: {side}, width: {side}),
-                    body: [Conv(out: {out}, kernel: 1)])"#
-            );
-            let graph =
-                ir::from_ron_str(&text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
-            let conv = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
-            Schedule::default_for(&graph, conv, isa).sweep
+            default_sweep(isa, channels, side, &format!("Conv(out: {out}, kernel: 1)"))
         };
         // ShuffleNet V2 2.0x's last 1x1 conv: 8 MB of weights on a 7x7 plane.
         assert_eq!(sweep(976, 7, 2048), Sweep::PackedPixels);
@@ -436,27 +442,16 @@ mod tests {
         let avx2 = Target::named("x86_64-linux-gnu").unwrap();
         let avx512 = avx2.clone().with_cpu("x86-64-v4").unwrap();
         // MobileNet V2's 192 to 32 projection at 28x28: 602 KB of input, 24 KB of weights.
-        let text = r#"Network(name: "n", input: Image(channels: 192, height: 28, width: 28),
-                      body: [Conv(out: 32, kernel: 1)])"#;
-        let graph =
-            ir::from_ron_str(text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
-        let conv = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
-        assert_eq!(Schedule::default_for(&graph, conv, avx2.isa()).sweep, Sweep::Panel);
-        assert_eq!(Schedule::default_for(&graph, conv, avx512.isa()).sweep, Sweep::Streamed);
+        let projection = "Conv(out: 32, kernel: 1)";
+        assert_eq!(default_sweep(avx2.isa(), 192, 28, projection), Sweep::Panel);
+        assert_eq!(default_sweep(avx512.isa(), 192, 28, projection), Sweep::Streamed);
     }
 
     #[test]
     fn im2col_convolutions_read_the_smaller_operand_again() {
         let isa = Target::named("x86_64-linux-gnu").unwrap().isa();
         let sweep = |channels: usize, side: usize, out: usize, kernel: usize| {
-            let text = format!(
-                r#"Network(name: "n", input: Image(channels: {channels}, height: {side}, width: {side}),
-                    body: [Conv(out: {out}, kernel: {kernel}, stride: 2)])"#
-            );
-            let graph =
-                ir::from_ron_str(&text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
-            let conv = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
-            Schedule::default_for(&graph, conv, isa).sweep
+            default_sweep(isa, channels, side, &format!("Conv(out: {out}, kernel: {kernel}, stride: 2)"))
         };
         // ResNet-18's stride-2 convolutions: 128 channels on 28x28 outputs, 512 on 7x7.
         assert_eq!(sweep(64, 56, 128, 3), Sweep::Packed);

@@ -1062,13 +1062,12 @@ fn panel_stride(few: bool, p_valid: &str, cols: usize) -> String {
     if few { p_valid.to_string() } else { cols.to_string() }
 }
 
-/// Whether a tile of `p_valid` pixels is a column tile's few, and its panel's row stride (see
-/// [`panel_stride`]), decided at run time.
-pub(crate) fn panel_rows(f: &mut Function, p_valid: &str, cols: usize) -> (String, String) {
+/// The row stride of the panel of a tile of `p_valid` pixels (see [`panel_stride`]), for a
+/// tile whose kind is known only at run time.
+pub(crate) fn panel_row_stride(f: &mut Function, p_valid: &str, cols: usize) -> String {
     let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
     let (few_stride, stride) = (panel_stride(true, p_valid, cols), panel_stride(false, p_valid, cols));
-    let stride = f.let_("stride", format!("select i1 {few}, i64 {few_stride}, i64 {stride}"));
-    (few, stride)
+    f.let_("stride", format!("select i1 {few}, i64 {few_stride}, i64 {stride}"))
 }
 
 /// Copies the pixels `in_off..in_off + p_valid` of every row of `rows` (an array of `pr.k`

@@ -11,7 +11,7 @@ use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty};
 use crate::epilogue::Chain;
-use crate::kernels::gemm::{Operand, Outputs, Product, Stream, lane_masks, packed_panel, panel_rows};
+use crate::kernels::gemm::{Operand, Outputs, Product, Stream, lane_masks, packed_panel, panel_row_stride};
 use crate::lower::{Lowering, task_count, task_items};
 use crate::schedule::Sweep;
 
@@ -157,7 +157,7 @@ impl<'a> Fields<'a> {
         (first, count): (&str, &str),
     ) {
         let [kh, kw] = self.conv.kernel;
-        let (_, stride) = panel_rows(f, p_valid, self.cols);
+        let stride = panel_row_stride(f, p_valid, self.cols);
         f.count(count, |f, i| {
             let k = f.int("add", first, i);
             let ci = f.int("udiv", &k, kh * kw);
