@@ -1052,6 +1052,12 @@ pub(crate) fn packed_panel(
     f.let_("panel", format!("getelementptr inbounds i8, ptr %arena, i64 {at}"))
 }
 
+/// Whether a tile of `p_valid` pixels (a register) is few enough for the column tile (at most
+/// [`COLUMN_PIXELS`]).
+fn column_pixels_only(f: &mut Function, p_valid: &str) -> String {
+    f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"))
+}
+
 /// The floats from one row of a pixel tile's panel to the next: `cols`, one tile wide, or, for
 /// the `p_valid` pixels of a column tile (`few`: at most [`COLUMN_PIXELS`]), `p_valid`, row
 /// after row with no gap, so that the column tile's reads stay in a few lines (as
@@ -1065,7 +1071,7 @@ fn panel_stride(few: bool, p_valid: &str, cols: usize) -> String {
 /// The row stride of the panel of a tile of `p_valid` pixels (see [`panel_stride`]), for a
 /// tile whose kind is known only at run time.
 pub(crate) fn panel_row_stride(f: &mut Function, p_valid: &str, cols: usize) -> String {
-    let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
+    let few = column_pixels_only(f, p_valid);
     let (few_stride, stride) = (panel_stride(true, p_valid, cols), panel_stride(false, p_valid, cols));
     f.let_("stride", format!("select i1 {few}, i64 {few_stride}, i64 {stride}"))
 }
@@ -1075,7 +1081,7 @@ pub(crate) fn panel_row_stride(f: &mut Function, p_valid: &str, cols: usize) -> 
 fn pack_panel(f: &mut Function, rows: &str, panel: &str, in_off: &str, p_valid: &str, pr: &Product) {
     let (lanes, cols) = (pr.lanes, pr.cols());
     let ty = Ty::Vector(lanes);
-    let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
+    let few = column_pixels_only(f, p_valid);
     // A column tile's few pixels one float at a time.
     f.when(&few, |f| {
         f.count(pr.k, |f, k| {
@@ -1126,7 +1132,7 @@ impl Tiles {
     /// Emits `call(f, tile)` with the micro-kernel that fits `p_valid` pixels: `column` for up
     /// to [`COLUMN_PIXELS`], `narrow` (when there is one) for one vector, else `wide`.
     pub(crate) fn fitting(&self, f: &mut Function, p_valid: &str, call: impl Fn(&mut Function, &str)) {
-        let few = f.let_("few", format!("icmp ule i64 {p_valid}, {COLUMN_PIXELS}"));
+        let few = column_pixels_only(f, p_valid);
         let more = f.let_("more", format!("xor i1 {few}, true"));
         f.when(&few, |f| call(f, &self.column));
         f.when(&more, |f| {
