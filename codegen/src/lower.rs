@@ -219,7 +219,7 @@ pub(crate) struct Lowering<'a> {
     /// How convolutions with a choice are computed.
     pub schedules: &'a Schedules,
     /// Whether the kernel being lowered is the several-threads variant of its step.
-    parallel_variant: bool,
+    pub(crate) parallel_variant: bool,
     /// Blob offsets of a convolution's packed weights and bias, by (convolution, tile rows):
     /// a step's two thread-count variants share them where their tiles have as many rows.
     pub packed_weights: BTreeMap<(NodeId, usize), (usize, usize)>,
@@ -501,28 +501,39 @@ impl<'a> Lowering<'a> {
             self.classifier(f, id, chain, *linear, linear_chain);
             return Ok(());
         }
-        let conv = |l: &mut Self, f: &mut Function| match &group.window {
-            Some((dw, dw_chain)) => l.expand_window(f, id, chain, *dw, dw_chain),
-            None => l.conv(f, id, chain),
+        let graph = self.graph;
+        let node = graph.node(id);
+        let emit = |l: &mut Self, f: &mut Function| match (&node.op, &group.window) {
+            (Op::Conv(_), Some((dw, dw_chain))) => l.expand_window(f, id, chain, *dw, dw_chain),
+            (Op::Conv(_), None) => l.conv(f, id, chain),
+            (Op::Linear { .. }, _) => l.linear(f, id, chain),
+            (Op::MaxPool(_) | Op::AvgPool(_), _) => l.window(f, id, chain),
+            (Op::Input, _) => unreachable!("inputs are copied in by the first step"),
+            (Op::Train(t), _) => l.training(f, id, t),
+            _ => l.elementwise(f, id),
         };
-        let node = self.graph.node(id);
-        match &node.op {
-            Op::Conv(_) if self.schedules.get_parallel(self.graph, id, self.isa).is_some() => {
-                // Both variants, chosen at run time by the pool's thread count.
-                let threads = f.let_("threads", "call i32 @archc_threads()");
-                let parallel = f.let_("parallel", format!("icmp sgt i32 {threads}, 1"));
-                let serial = f.let_("serial", format!("xor i1 {parallel}, true"));
-                f.when(&serial, |f| conv(self, f));
-                self.parallel_variant = true;
-                f.when(&parallel, |f| conv(self, f));
-                self.parallel_variant = false;
-            }
-            Op::Conv(_) => conv(self, f),
-            Op::Linear { .. } => self.linear(f, id, chain),
-            Op::MaxPool(_) | Op::AvgPool(_) => self.window(f, id, chain),
-            Op::Input => unreachable!("inputs are copied in by the first step"),
-            Op::Train(t) => self.training(f, id, t),
-            _ => self.elementwise(f, id),
+        // The step's window node, if any: the depthwise convolution fused after a 1x1, or the
+        // node itself.
+        let cin = |id| graph.shape(graph.operands(id)[0]).channels();
+        let window = group.window.as_ref().map(|(dw, _)| *dw).or(match &node.op {
+            Op::Conv(conv) if crate::kernels::window::depthwise(conv, cin(id)) => Some(id),
+            Op::MaxPool(_) | Op::AvgPool(_) => Some(id),
+            _ => None,
+        });
+        let variants = matches!(node.op, Op::Conv(_))
+            && self.schedules.get_parallel(graph, id, self.isa).is_some()
+            || window.is_some_and(|w| crate::kernels::window::banded(graph, w));
+        if variants {
+            // Both variants, chosen at run time by the pool's thread count.
+            let threads = f.let_("threads", "call i32 @archc_threads()");
+            let parallel = f.let_("parallel", format!("icmp sgt i32 {threads}, 1"));
+            let serial = f.let_("serial", format!("xor i1 {parallel}, true"));
+            f.when(&serial, |f| emit(self, f));
+            self.parallel_variant = true;
+            f.when(&parallel, |f| emit(self, f));
+            self.parallel_variant = false;
+        } else {
+            emit(self, f);
         }
         Ok(())
     }

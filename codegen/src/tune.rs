@@ -159,11 +159,13 @@ const MIN_TILE_BALANCE: f64 = 0.95;
 
 /// For a 1x1 convolution fused with its depthwise reader (`kernels::expand_window`) timed on
 /// several threads: which tiles split its output channels evenly enough among them. Its tasks
-/// split only channel tiles, so that 11 tiles leave one of two threads idle for a twelfth of
-/// the step; timed alone, such a tile measured up to 2% faster than an even one all the same
-/// (tuning scatter), and MobileNet V2 on two threads ran 0.985-0.994 with the even one.
+/// split only channel tiles (within a band of rows, where the depthwise step bands its planes:
+/// then any tile), so that 11 tiles leave one of two threads idle for a twelfth of the step;
+/// timed alone, such a tile measured up to 2% faster than an even one all the same (tuning
+/// scatter), and MobileNet V2 on two threads ran 0.985-0.994 with the even one.
 fn balanced_fused_tiles(graph: &Graph, id: ir::NodeId, threads: usize) -> Option<impl Fn(&Schedule) -> bool> {
-    crate::kernels::expand_window::window_after(graph, id).filter(|_| threads > 1)?;
+    let dw = crate::kernels::expand_window::window_after(graph, id).filter(|_| threads > 1)?;
+    (!crate::kernels::window::banded(graph, dw)).then_some(())?;
     let m = graph.shape(Value { node: id, port: 0 }).channels();
     Some(move |s: &Schedule| {
         let tiles = m.div_ceil(s.tile[0]);

@@ -2,7 +2,8 @@
 //! reads it (MobileNet V2's expansion and depthwise steps): each task computes a range of the
 //! 1x1's output channels over the whole plane into its thread's scratch, then the depthwise
 //! windows of the same channels, which read what the task wrote while it is still in its
-//! core's cache. Separate steps write an expansion of up to 4.8 MB (MobileNet V2 at 112x112)
+//! core's cache. On several threads, planes of many rows split into bands (see
+//! `window::banded`): a task then expands only the input rows its band's windows read. Separate steps write an expansion of up to 4.8 MB (MobileNet V2 at 112x112)
 //! out to the last-level cache before the depthwise step reads it back, and on two threads
 //! split the two steps differently (pixels, channels), so that each thread read half its
 //! depthwise input from the other core.
@@ -65,8 +66,9 @@ impl Lowering<'_> {
         let x = graph.operands(id)[0];
         let (rows, cols) = (pr.rows, pr.cols());
         let m_tiles = pr.m.div_ceil(rows);
-        let p_tiles = pr.p.div_ceil(cols);
-        let chunks = task_count(m_tiles, TASK_MACS / (rows * pr.k * pr.p));
+        let bands = windows.bands();
+        let chunks = task_count(m_tiles, TASK_MACS * bands.len() / (rows * pr.k * pr.p));
+        let width = graph.shape(x).dims()[3];
         let tiles = self.tiles(&chain.steps, &pr, None, Stream::Weights);
         // A task's expanded channels go to its thread's scratch, planes padded as the plan pads
         // them, rather than to their buffer in the plan: the next task on the thread writes
@@ -75,11 +77,9 @@ impl Lowering<'_> {
         // run: 41.7 -> 40.3 MB.
         let plane_floats = passes::plan::padded_plane_bytes(pr.p * 4).div_ceil(4);
         let task_channels = m_tiles.div_ceil(chunks) * rows;
-        self.parallel(f, pr.batch * chunks, |l, f| {
-            let chunk = f.int("urem", "%t", chunks);
-            let n = f.int("udiv", "%t", chunks);
-            let inputs = l.plane_array(f, x, "0", pr.k, &n);
-            let (first, count) = task_items(f, &chunk, chunks, m_tiles);
+        self.parallel_bands(f, pr.batch, &bands, chunks, |l, f, n, chunk, out_rows| {
+            let inputs = l.plane_array(f, x, "0", pr.k, n);
+            let (first, count) = task_items(f, chunk, chunks, m_tiles);
             let c0 = f.int("mul", &first, rows);
             let end = f.int("add", &first, &count);
             let end = f.int("mul", &end, rows);
@@ -99,13 +99,17 @@ impl Lowering<'_> {
                 let slot = f.pointer_at(&outs, &c);
                 f.line(format!("store ptr {plane}, ptr {slot}"));
             });
-            let outputs = Outputs::to_array(l, f, outs, chain, "0", &pr, &n);
+            let outputs = Outputs::to_array(l, f, outs, chain, "0", &pr, n);
+            // The expanded pixels that the band's windows read, from a whole vector on.
+            let in_rows = windows.input_rows(out_rows.clone());
+            let pixels = (in_rows.start * width) / pr.lanes * pr.lanes..in_rows.end * width;
+            let p_tiles = pixels.len().div_ceil(cols);
             // Pixel tile by pixel tile, each of the task's channel tiles (two at 112x112) reading
             // its input from L1 after the first, where channel tile by channel tile read the
             // whole input (800 KB at 112x112) from L2 once per tile. MobileNet V2's 112x112 step
             // alone: 379-390 -> 349-356 us (medians).
             f.count(p_tiles, |f, pt| {
-                let (p0, p_valid) = pr.pixel_tile(f, pt);
+                let (p0, p_valid) = pr.pixel_tile_in(f, pixels.clone(), pt);
                 f.count(&count, |f, i| {
                     let mt = f.int("add", &first, i);
                     tiles.fitting(f, &p_valid, |f, t| {
@@ -116,7 +120,7 @@ impl Lowering<'_> {
             f.count(&channels, |f, i| {
                 let c = f.int("add", &c0, i);
                 let plane = scratch_plane(f, i);
-                l.window_channel(f, &windows, dw_chain, &c, &n, Some(plane));
+                l.window_channel(f, &windows, dw_chain, (&c, n), out_rows.clone(), Some(plane));
             });
         });
     }

@@ -6,6 +6,8 @@
 //! them against vectors of input pixels; bias and fused epilogues are applied before the one
 //! store. Tails of pixels use masked loads and stores; tails of channels skip rows.
 
+use std::ops::Range;
+
 use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty};
@@ -160,9 +162,15 @@ impl Product {
     /// The first pixel of pixel tile `pt` (a register) and how many of its pixels there are
     /// (fewer than [`Product::cols`] in the last tile).
     pub fn pixel_tile(&self, f: &mut Function, pt: &str) -> (String, String) {
+        self.pixel_tile_in(f, 0..self.p, pt)
+    }
+
+    /// As [`Product::pixel_tile`], for the tiles of the pixels `pixels` only.
+    pub fn pixel_tile_in(&self, f: &mut Function, pixels: Range<usize>, pt: &str) -> (String, String) {
         let cols = self.cols();
         let p0 = f.int("mul", pt, cols);
-        let left = f.int("sub", self.p, &p0);
+        let p0 = f.int("add", &p0, pixels.start);
+        let left = f.int("sub", pixels.end, &p0);
         let p_valid = f.umin(&left, cols);
         (p0, p_valid)
     }

@@ -1,6 +1,8 @@
 //! The geometry of a sliding-window layer (convolution or pooling), shared by every kernel
 //! that walks windows: the CPU window kernels, the training convolutions and the GPU kernels.
 
+use std::ops::Range;
+
 use ir::{Conv, Op};
 
 /// A window layer's kernel, stride, padding and dilation along height and width, and the
@@ -33,6 +35,15 @@ impl Window {
             },
             op => unreachable!("{} has no windows", op.name()),
         }
+    }
+
+    /// The input rows that the windows of output rows `rows` (not empty) read, padding left out.
+    pub fn input_rows(&self, rows: Range<usize>) -> Range<usize> {
+        let (stride, top, h) = (self.stride[0], self.padding[0], self.input[0]);
+        let span = (self.kernel[0] - 1) * self.dilation[0] + 1;
+        let first = (rows.start * stride).saturating_sub(top).min(h);
+        let end = ((rows.end - 1) * stride + span).saturating_sub(top).min(h);
+        first..end.max(first)
     }
 
     /// The windows of convolution `conv`, as [`Window::of`].

@@ -10,6 +10,8 @@
 //! apart and keep every s-th: s times the multiply-adds, but each tap reads consecutive
 //! floats (a copy of the plane with its columns dealt out to s phases costs more in stores).
 
+use std::ops::Range;
+
 use ir::{NodeId, Op};
 
 use crate::emit::{Function, Ty, tail_mask};
@@ -22,6 +24,10 @@ const TASK_WORK: usize = 1 << 16;
 
 /// Most output rows computed together: with a 3x3 window, 4 rows read 6 input rows instead of 12.
 const MAX_BLOCK_ROWS: usize = 4;
+
+/// Output rows from which a window step on several threads splits each plane into two bands
+/// of rows: see [`banded`].
+const BANDED_ROWS: usize = 56;
 
 /// How a window's values combine.
 enum Combine {
@@ -38,6 +44,21 @@ enum Combine {
 /// Whether conv `conv` reading `channels` input channels is depthwise (one window per channel).
 pub fn depthwise(conv: &ir::Conv, channels: usize) -> bool {
     conv.groups == channels && conv.out_channels == channels
+}
+
+/// Whether window node `id` of `graph` (a depthwise convolution or a pool) splits each plane
+/// into two bands of rows when its step runs on several threads: where its output has
+/// [`BANDED_ROWS`] rows or more. Its tasks then run band by band (see
+/// [`Lowering::parallel_bands`]), so that on two threads each computes one band of every
+/// channel, from the rows of its input that the step before it wrote on the same thread (a
+/// stem, a pool or a matrix product splits its pixels in order), for the step after it to
+/// read there again; split by channels, each thread read half its input from the other core.
+/// MobileNet V2 on two threads, paired: 0.988. Not on one thread, where the rows each band
+/// adds to a fused expansion (those that both bands' windows read) cost 0.6-1.1%; nor on
+/// smaller planes, where those rows cost more and the steps after a fused expansion split
+/// their reduction by the channels it wrote (`Sweep::SplitK`): at 28 rows, 1.012.
+pub(crate) fn banded(graph: &ir::Graph, id: NodeId) -> bool {
+    graph.shape(ir::Value { node: id, port: 0 }).dims()[2] >= BANDED_ROWS
 }
 
 /// Whether the windows of `at` take their stride-2 columns from aligned vectors of the input
@@ -89,6 +110,8 @@ pub(crate) struct Windows {
     rows_per_block: usize,
     spill: bool,
     pad: f32,
+    /// Bands of rows each plane is split into (see [`banded`]).
+    bands: usize,
 }
 
 impl Windows {
@@ -97,6 +120,17 @@ impl Windows {
         let [kh, kw] = self.at.kernel;
         self.at.output[0] * self.at.output[1] * kh * kw * self.at.stride[1]
     }
+
+    /// The bands of output rows that the step's tasks split each plane into.
+    pub fn bands(&self) -> Vec<Range<usize>> {
+        let rows = self.at.output[0];
+        (0..self.bands).map(|b| b * rows / self.bands..(b + 1) * rows / self.bands).collect()
+    }
+
+    /// The input rows that the windows of output rows `rows` read.
+    pub fn input_rows(&self, rows: Range<usize>) -> Range<usize> {
+        self.at.input_rows(rows)
+    }
 }
 
 impl Lowering<'_> {
@@ -104,15 +138,38 @@ impl Lowering<'_> {
     pub fn window(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
         let windows = self.windows(id, chain);
         let batch = self.graph.shape(windows.out).batch();
-        let chunks = task_count(windows.channels, TASK_WORK / windows.work_per_channel());
-        self.parallel(f, batch * chunks, |l, f| {
-            let chunk = f.int("urem", "%t", chunks);
-            let n = f.int("udiv", "%t", chunks);
-            let (first, count) = task_items(f, &chunk, chunks, windows.channels);
+        let bands = windows.bands();
+        let chunks = task_count(windows.channels, TASK_WORK * bands.len() / windows.work_per_channel());
+        self.parallel_bands(f, batch, &bands, chunks, |l, f, n, chunk, rows| {
+            let (first, count) = task_items(f, chunk, chunks, windows.channels);
             f.count(&count, |f, i| {
                 let c = f.int("add", &first, i);
-                l.window_channel(f, &windows, chain, &c, &n, None);
+                l.window_channel(f, &windows, chain, (&c, n), rows.clone(), None);
             });
+        });
+    }
+
+    /// Runs `body(l, f, n, chunk, rows)` on the thread pool for every batch item `n`, band of
+    /// output rows `rows` of `bands` and chunk `chunk` (of `chunks`, registers), in tasks
+    /// ordered by item, then band: the threads' home ranges (see the runtime) take whole
+    /// bands.
+    pub(crate) fn parallel_bands(
+        &mut self,
+        f: &mut Function,
+        batch: usize,
+        bands: &[Range<usize>],
+        chunks: usize,
+        body: impl Fn(&mut Self, &mut Function, &str, &str, &Range<usize>),
+    ) {
+        self.parallel(f, batch * bands.len() * chunks, |l, f| {
+            let chunk = f.int("urem", "%t", chunks);
+            let rest = f.int("udiv", "%t", chunks);
+            let band = f.int("urem", &rest, bands.len());
+            let n = f.int("udiv", &rest, bands.len());
+            for (b, rows) in bands.iter().enumerate() {
+                let this = f.let_("band", format!("icmp eq i64 {band}, {b}"));
+                f.when(&this, |f| body(l, f, &n, &chunk, rows));
+            }
         });
     }
 
@@ -158,18 +215,19 @@ impl Lowering<'_> {
         // Whole-vector tails spill into the next row, unless that row is a residual the
         // epilogue reads after the spill (an in-place add).
         let spill = chain.residual.is_none();
-        Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad }
+        let bands = if self.parallel_variant && banded(graph, id) { 2 } else { 1 };
+        Windows { combine, at, x, out, channels: ys[1], rows_per_block, spill, pad, bands }
     }
 
-    /// Every window of channel `c` (a register) of batch item `n`, its input plane read from
-    /// `src` where given (a fused step's scratch), else from the plan.
+    /// The windows of output rows `rows` of channel `c` of batch item `n` (registers), its
+    /// input plane read from `src` where given (a fused step's scratch), else from the plan.
     pub(crate) fn window_channel(
         &mut self,
         f: &mut Function,
         w: &Windows,
         chain: &Chain,
-        c: &str,
-        n: &str,
+        (c, n): (&str, &str),
+        rows: Range<usize>,
         src: Option<String>,
     ) {
         let [kh, kw] = w.at.kernel;
@@ -204,7 +262,7 @@ impl Lowering<'_> {
             steps: &chain.steps,
         };
         let src = src.unwrap_or_else(|| self.plane(f, w.x, c, n));
-        windows.plane(f, &src, w.rows_per_block, w.spill, w.pad);
+        windows.plane(f, &src, rows, w.rows_per_block, w.spill, w.pad);
     }
 }
 
@@ -315,16 +373,25 @@ impl ChannelWindows<'_> {
         [before, even, odd]
     }
 
-    /// Every output of the channel, from its input plane `src`. Output rows whose windows
+    /// The channel's output rows `rows`, from its input plane `src`. Output rows whose windows
     /// reach above or below the input are blocks of one row, their padding taps left out; the
     /// rows between run in blocks of `rows_per_block`. Along a row, the vectors whose windows
     /// lie inside the input run in a loop, and the others (at the edges) load each tap masked
     /// to the input's columns, `pad` elsewhere. With `spill`, a row's tail is stored whole,
     /// its spare lanes spilling into the next row, whose first vector is written after it
-    /// (each block writes its tails first); only the plane's last row masks its tail (AMD's
+    /// (each block writes its tails first); only the last row of `rows` masks its tail (the
+    /// row after it may be another task's, written already; AMD's
     /// masked stores are microcoded: on a 14-wide row, one of two stores). Rows too narrow
     /// for a spill to stay within the next one (`width + width % lanes < lanes`) mask theirs.
-    fn plane(&self, f: &mut Function, src: &str, rows_per_block: usize, spill: bool, pad: f32) {
+    fn plane(
+        &self,
+        f: &mut Function,
+        src: &str,
+        rows: Range<usize>,
+        rows_per_block: usize,
+        spill: bool,
+        pad: f32,
+    ) {
         let Window {
             kernel: [kh, kw],
             stride: [sy, sx],
@@ -436,8 +503,8 @@ impl ChannelWindows<'_> {
                 columns_from(f, (sx * x0) as isize + shift)
             });
         };
-        // A block of `rows` rows from `oy`; `last` when it holds the plane's last row, whose
-        // tail stays within the plane. The tail goes first: the other columns overwrite what
+        // A block of `rows` rows from `oy`; `last` when it holds the last row computed, whose
+        // tail stays within that row. The tail goes first: the other columns overwrite what
         // it spilled into the rows below.
         let rows_block = |f: &mut Function, (oy, known): (&str, Option<usize>), rows: usize, last: bool| {
             if let Some(mask) = &tail {
@@ -467,24 +534,27 @@ impl ChannelWindows<'_> {
                 column(f, (oy, known), rows, (None, &first), None);
             });
         };
-        for oy in 0..inner.start {
-            rows_block(f, (&oy.to_string(), Some(oy)), 1, oy + 1 == oh);
+        let edge_row =
+            |f: &mut Function, oy: usize| rows_block(f, (&oy.to_string(), Some(oy)), 1, oy + 1 == rows.end);
+        for oy in rows.start..inner.start.min(rows.end) {
+            edge_row(f, oy);
         }
         // All inner blocks but the last in a loop; the last (the rows left over, or a whole
-        // block) after it, as it may hold the plane's last row.
-        let (blocks, rest) = (inner.len() / rows_per_block, inner.len() % rows_per_block);
+        // block) after it, as it may hold the last row computed.
+        let mid = inner.start.max(rows.start)..inner.end.min(rows.end);
+        let (blocks, rest) = (mid.len() / rows_per_block, mid.len() % rows_per_block);
         let looped = blocks.saturating_sub(usize::from(rest == 0));
         f.count(looped, |f, b| {
             let oy = f.int("mul", b, rows_per_block);
-            let oy = f.int("add", &oy, inner.start);
+            let oy = f.int("add", &oy, mid.start);
             rows_block(f, (&oy, None), rows_per_block, false);
         });
-        let last = inner.start + looped * rows_per_block;
-        if last < inner.end {
-            rows_block(f, (&last.to_string(), Some(last)), inner.end - last, inner.end == oh);
+        let last = mid.start + looped * rows_per_block;
+        if last < mid.end {
+            rows_block(f, (&last.to_string(), Some(last)), mid.end - last, mid.end == rows.end);
         }
-        for oy in inner.end..oh {
-            rows_block(f, (&oy.to_string(), Some(oy)), 1, oy + 1 == oh);
+        for oy in inner.end.max(rows.start)..rows.end {
+            edge_row(f, oy);
         }
     }
 }
