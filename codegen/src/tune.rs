@@ -74,7 +74,7 @@ impl Tuned {
 pub fn tunable(graph: &Graph, target: &Target) -> Vec<(String, ir::NodeId)> {
     let mut found: Vec<(String, ir::NodeId)> = Vec::new();
     for id in graph.node_ids() {
-        if Schedule::candidates(graph, id, target.isa()).len() < 2 {
+        if Schedule::candidates(graph, id, target.isa(), 1).len() < 2 {
             continue;
         }
         if let Some(key) = kernel_key(graph, id).filter(|key| found.iter().all(|(k, _)| k != key)) {
@@ -100,7 +100,7 @@ pub fn tune(
         let alone = alone(graph, *id);
         let weights = ir::Weights::seeded(&alone, 0);
         let opt = passes::optimize(&alone, &weights, passes::Level::O2, None);
-        let mut candidates = Schedule::candidates(graph, *id, target.isa());
+        let mut candidates = Schedule::candidates(graph, *id, target.isa(), options.threads);
         if let Some(balanced) = balanced_fused_tiles(graph, *id, options.threads)
             && candidates.iter().any(&balanced)
         {

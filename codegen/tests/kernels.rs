@@ -238,7 +238,7 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
         let opt = passes::optimize(&graph, &weights, Level::O2, None);
         let tunable = codegen::tune::tunable(&opt.graph, &target);
         let [(key, id)] = &tunable[..] else { panic!("{name}: one tunable convolution, got {tunable:?}") };
-        let mut candidates = codegen::schedule::Schedule::candidates(&opt.graph, *id, target.isa());
+        let mut candidates = codegen::schedule::Schedule::candidates(&opt.graph, *id, target.isa(), 1);
         assert!(candidates.len() >= 3, "{name}: {candidates:?}");
         // A cache file may name any sweep for any convolution: each must still compute it.
         use codegen::schedule::Sweep;

@@ -196,7 +196,8 @@ pub fn evaluate(request: &Request, timing: &mut dyn FnMut(Timing)) -> Result<Eva
     let mut compile_seconds = 0.0;
     let latency = match request.latency {
         Some(protocol) => {
-            let mut prepared = measure::prepare(&graph).map_err(|e| network_error(e.to_string()))?;
+            let mut prepared =
+                measure::prepare(&graph, protocol.threads).map_err(|e| network_error(e.to_string()))?;
             timing(Timing::Begin);
             let protocol = Protocol {
                 threads: protocol.threads,

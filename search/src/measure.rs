@@ -85,28 +85,35 @@ pub struct Prepared {
     macs: u64,
 }
 
-/// Compiles `graph` at `-O2` with seeded weights (speed does not depend on their values).
-pub fn prepare(graph: &ir::Graph) -> Result<Prepared, codegen::Error> {
+/// Compiles `graph` at `-O2` with seeded weights (speed does not depend on their values), to
+/// run on `threads` threads.
+pub fn prepare(graph: &ir::Graph, threads: usize) -> Result<Prepared, codegen::Error> {
     let weights = ir::Weights::seeded(graph, 0);
-    let model = compile(graph, &weights, passes::Level::O2)?;
+    let model = match threads {
+        0 | 1 => {
+            compile_tuned(graph, &weights, passes::Level::O2, &codegen::schedule::DEFAULTS.one_thread())?
+        }
+        _ => compile(graph, &weights, passes::Level::O2)?,
+    };
     let input = input(&model);
     Ok(Prepared { model, input, macs: ir::metrics::metrics(graph).totals.macs })
 }
 
-/// Compiles every graph, on as many threads as there are CPUs: compiling, unlike timing, does
-/// not need the machine to itself. The results are in the order of `graphs`.
-pub fn prepare_all(graphs: &[ir::Graph]) -> Vec<Result<Prepared, codegen::Error>> {
+/// Compiles every graph to run on `threads` threads, on as many threads as there are CPUs:
+/// compiling, unlike timing, does not need the machine to itself. The results are in the order
+/// of `graphs`.
+pub fn prepare_all(graphs: &[ir::Graph], threads: usize) -> Vec<Result<Prepared, codegen::Error>> {
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Result<Prepared, codegen::Error>>>> =
         graphs.iter().map(|_| Mutex::new(None)).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(graphs.len());
+    let compilers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(graphs.len());
     std::thread::scope(|scope| {
-        for _ in 0..threads {
+        for _ in 0..compilers {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(graph) = graphs.get(i) else { break };
-                    let prepared = prepare(graph);
+                    let prepared = prepare(graph, threads);
                     *slots[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(prepared);
                 }
             });
@@ -176,7 +183,7 @@ mod tests {
             ir::from_ron_str(&text, "t.ron", &ir::BuildOptions::default()).unwrap()
         };
         let graphs = [net(8), net(16), net(4)];
-        let mut prepared: Vec<Prepared> = prepare_all(&graphs).into_iter().map(Result::unwrap).collect();
+        let mut prepared: Vec<Prepared> = prepare_all(&graphs, 1).into_iter().map(Result::unwrap).collect();
         let mut rounds = Vec::new();
         let protocol = Protocol { threads: 1, warmup: 0, runs: 5, rounds: 2 };
         let measured = time_all(&mut prepared, &protocol, |r| rounds.push(r));

@@ -20,7 +20,7 @@ pub fn measure(
         .collect::<Result<Vec<_>, _>>()?;
     let mut prepared = jobs
         .iter()
-        .zip(prepare_all(&graphs))
+        .zip(prepare_all(&graphs, protocol.threads))
         .map(|(job, p)| p.map_err(|source| Error::Compile { label: job.label.clone(), source }))
         .collect::<Result<Vec<_>, _>>()?;
     let measured = time_all(&mut prepared, protocol, round);
