@@ -317,6 +317,16 @@ impl Schedules {
         Schedule { winograd: schedule.winograd && self.transformed_weights, ..schedule }
     }
 
+    /// `schedule` for kernel `key` on any number of threads, the defaults for every other: how
+    /// a candidate is timed and tested. Recorded for one thread alone, the step would run the
+    /// several-threads default on two.
+    pub fn only(key: String, schedule: Schedule) -> Schedules {
+        let mut schedules = Schedules::default();
+        schedules.insert_parallel(key.clone(), schedule);
+        schedules.insert(key, schedule);
+        schedules
+    }
+
     /// Records `schedule` for kernel `key` on one thread.
     pub fn insert(&mut self, key: String, schedule: Schedule) {
         self.chosen.insert(key, schedule);
@@ -596,5 +606,16 @@ mod tests {
         let graph = passes::optimize(&graph, &ir::Weights::seeded(&graph, 0), passes::Level::O2, None).graph;
         let expansion = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
         assert_eq!(DEFAULTS.get_parallel(&graph, expansion, isa), None);
+        // A schedule recorded for one thread alone leaves several to their default; a candidate
+        // under test holds on any number.
+        let graph = square_input(192, 14, "Conv(out: 64, kernel: 1)");
+        let id = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
+        let key = kernel_key(&graph, id).unwrap();
+        let candidate = Schedule { tile: [4, 2], winograd: false, sweep: Sweep::Channels };
+        let mut serial = Schedules::default();
+        serial.insert(key.clone(), candidate);
+        assert_eq!(serial.get_parallel(&graph, id, isa).map(|s| s.sweep), split);
+        let only = Schedules::only(key, candidate);
+        assert_eq!((only.get(&graph, id, isa), only.get_parallel(&graph, id, isa)), (candidate, None));
     }
 }

@@ -109,8 +109,7 @@ pub fn tune(
         let mut models = candidates
             .iter()
             .map(|&schedule| {
-                let mut schedules = Schedules::default();
-                schedules.insert(key.clone(), schedule);
+                let schedules = Schedules::only(key.clone(), schedule);
                 let mut model = CompiledModel::compile_tuned(
                     target,
                     &opt.graph,

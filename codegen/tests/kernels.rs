@@ -258,8 +258,7 @@ fn every_candidate_schedule_and_sweep_matches_eval() {
             }
         }
         for schedule in candidates {
-            let mut schedules = codegen::schedule::Schedules::default();
-            schedules.insert(key.clone(), schedule);
+            let schedules = codegen::schedule::Schedules::only(key.clone(), schedule);
             let mut model = codegen::CompiledModel::compile_tuned(
                 &target,
                 &opt.graph,
