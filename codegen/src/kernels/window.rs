@@ -25,7 +25,7 @@ const TASK_WORK: usize = 1 << 16;
 /// Most output rows computed together: with a 3x3 window, 4 rows read 6 input rows instead of 12.
 const MAX_BLOCK_ROWS: usize = 4;
 
-/// Output rows from which a window step on several threads splits each plane into two bands
+/// Input rows from which a window step on several threads splits each plane into two bands
 /// of rows: see [`banded`].
 const BANDED_ROWS: usize = 56;
 
@@ -47,18 +47,20 @@ pub fn depthwise(conv: &ir::Conv, channels: usize) -> bool {
 }
 
 /// Whether window node `id` of `graph` (a depthwise convolution or a pool) splits each plane
-/// into two bands of rows when its step runs on several threads: where its output has
+/// into two bands of rows when its step runs on several threads: where its input has
 /// [`BANDED_ROWS`] rows or more. Its tasks then run band by band (see
 /// [`Lowering::parallel_bands`]), so that on two threads each computes one band of every
 /// channel, from the rows of its input that the step before it wrote on the same thread (a
 /// stem, a pool or a matrix product splits its pixels in order), for the step after it to
 /// read there again; split by channels, each thread read half its input from the other core.
-/// MobileNet V2 on two threads, paired: 0.988. Not on one thread, where the rows each band
-/// adds to a fused expansion (those that both bands' windows read) cost 0.6-1.1%; nor on
-/// smaller planes, where those rows cost more and the steps after a fused expansion split
-/// their reduction by the channels it wrote (`Sweep::SplitK`): at 28 rows, 1.012.
+/// MobileNet V2 on two threads, paired: 0.988 (output rows from 56); from 56 input rows
+/// (also the stride-2 step to 28x28), untuned 0.992 more, ShuffleNet V2 1.0x 0.989. Not on
+/// one thread, where the rows each band adds to a fused expansion (those that both bands'
+/// windows read) cost 0.6-1.1%; nor on smaller planes, where those rows cost more and the
+/// steps after a fused expansion split their reduction by the channels it wrote
+/// (`Sweep::SplitK`): from 28 rows, 1.012.
 pub(crate) fn banded(graph: &ir::Graph, id: NodeId) -> bool {
-    graph.shape(ir::Value { node: id, port: 0 }).dims()[2] >= BANDED_ROWS
+    graph.shape(graph.operands(id)[0]).dims()[2] >= BANDED_ROWS
 }
 
 /// Whether the windows of `at` take their stride-2 columns from aligned vectors of the input
