@@ -132,9 +132,10 @@ impl Schedule {
     /// What convolution `id` of `graph` takes without a measurement when its step runs on
     /// several threads: the reduction split between them ([`Sweep::SplitK`]) for a 1x1
     /// convolution of [`SPLIT_MACS`] or more in a step of its own that reduces more channels
-    /// than it outputs on planes up to 28x28 (MobileNet V2's projections), or whose weights
-    /// stay in L2 on planes up to 16x16 (ShuffleNet V2's 14x14 and 7x7 layers); else
-    /// [`Schedule::default_for`]. Split
+    /// than it outputs on planes up to 28x28 (MobileNet V2's projections; not after a step
+    /// that splits its planes into bands of rows, `window::banded`: 0.97x its one-thread
+    /// time there), or whose weights stay in L2 on planes up to 16x16 (ShuffleNet V2's 14x14
+    /// and 7x7 layers); else [`Schedule::default_for`]. Split
     /// over two cores by pixels, each reads half its input from the other core's cache (see
     /// `kernels::split_k`). Timed alone on two threads on an AVX-512 Xeon against the
     /// one-thread defaults: MobileNet V2's nine such projections 0.65-0.95 of their time,
@@ -150,7 +151,8 @@ impl Schedule {
         }
         let x = graph.shape(graph.operands(id)[0]);
         let (k, pixels, m) = (x.channels(), x.item_numel() / x.channels(), conv.out_channels);
-        let projects = k > m && pixels <= 4 * SMALL_PLANE;
+        let projects =
+            k > m && pixels <= 4 * SMALL_PLANE && !crate::kernels::window::banded_writer(graph, id);
         let small = pixels <= SMALL_PLANE && m * k * 4 <= L2_BYTES;
         match (projects || small) && m * k * pixels >= SPLIT_MACS {
             true => Schedule { sweep: Sweep::SplitK, ..serial },
@@ -600,12 +602,17 @@ mod tests {
         assert_eq!(sweeps(116, 28, "Conv(out: 116, kernel: 1)").1, None);
         assert_eq!(sweeps(488, 14, "Conv(out: 488, kernel: 1)").1, None);
         assert_eq!(sweeps(64, 14, "Conv(out: 32, kernel: 3, padding: 1)").1, None);
-        // An expansion sharing its step with the depthwise conv after it has no sweep to choose.
-        let fused = "Conv(out: 96, kernel: 1, act: Relu6), Conv(out: 96, kernel: 3, padding: 1, groups: 96)";
-        let graph = square_input(16, 14, fused);
+        // An expansion sharing its step with the depthwise conv after it has no sweep to choose;
+        // a projection reading a step that bands its planes keeps its one-thread sweep.
+        let block = "Conv(name: \"expand\", out: 144, kernel: 1, act: Relu6),
+            Conv(out: 144, kernel: 3, stride: 2, padding: 1, groups: 144, act: Relu6),
+            Conv(name: \"project\", out: 32, kernel: 1)";
+        let graph = square_input(24, 56, block);
         let graph = passes::optimize(&graph, &ir::Weights::seeded(&graph, 0), passes::Level::O2, None).graph;
-        let expansion = graph.node_ids().find(|&id| matches!(graph.node(id).op, Op::Conv(_))).unwrap();
-        assert_eq!(DEFAULTS.get_parallel(&graph, expansion, isa), None);
+        let conv = |name: &str| graph.node_ids().find(|&id| graph.node(id).name == name).unwrap();
+        assert_eq!(DEFAULTS.get_parallel(&graph, conv("expand"), isa), None);
+        assert!(crate::kernels::window::banded_writer(&graph, conv("project")));
+        assert_eq!(DEFAULTS.get_parallel(&graph, conv("project"), isa), None);
         // A schedule recorded for one thread alone leaves several to their default; a candidate
         // under test holds on any number.
         let graph = square_input(192, 14, "Conv(out: 64, kernel: 1)");

@@ -173,7 +173,8 @@ fn balanced_fused_tiles(graph: &Graph, id: ir::NodeId, threads: usize) -> Option
 }
 
 /// A network of convolution `id` of `graph` alone: its input shape, its parameters, its input
-/// written by a step before it as in the network. A 3x3 max pool (a window kernel, its
+/// written by a step before it as in the network (split into bands of rows on several threads
+/// where the network's writer is). A 3x3 max pool (a window kernel, its
 /// channel planes split among the threads as a depthwise convolution's are) writes it: on
 /// several threads, each thread then holds the planes it wrote, and the convolution reads
 /// the others' from the other cores' caches. An input written once and only read (shared by
@@ -188,9 +189,19 @@ fn balanced_fused_tiles(graph: &Graph, id: ir::NodeId, threads: usize) -> Option
 fn alone(graph: &Graph, id: ir::NodeId) -> Graph {
     let x = graph.shape(graph.operands(id)[0]).clone();
     let mut alone = Graph::new("tune");
-    let input = alone.add_input("x", x, None);
     let pool = || Op::MaxPool(ir::Pool { kernel: [3, 3], stride: [1, 1], padding: [1, 1] });
-    let written = alone.add(pool(), &[input], "written", None).expect("a 3x3 max pool keeps the shape");
+    // Where the network's writer splits its planes into bands of rows on several threads, a
+    // stride-2 pool from twice the rows and columns does too (`window::banded`).
+    let (input, writer) = match crate::kernels::window::banded_writer(graph, id) {
+        true => {
+            let d = x.dims();
+            let doubled = ir::Shape::new(vec![d[0], d[1], 2 * d[2], 2 * d[3]]).expect("a valid shape");
+            let pool = Op::MaxPool(ir::Pool { kernel: [3, 3], stride: [2, 2], padding: [1, 1] });
+            (alone.add_input("x", doubled, None), pool)
+        }
+        false => (alone.add_input("x", x, None), pool()),
+    };
+    let written = alone.add(writer, &[input], "written", None).expect("the pool writes the input's shape");
     let op: Op = graph.node(id).op.clone();
     let mut out: Vec<Value> =
         alone.add(op, &written, "conv", None).expect("the shapes fit as they did in the network");
@@ -253,6 +264,26 @@ mod tests {
             alone.node_ids().filter(|&n| alone.node(n).name == READER).count()
         };
         assert_eq!((readers(conv("expand.0")), readers(conv("project.0"))), (1, 0));
+    }
+
+    #[test]
+    fn a_convolution_after_a_banded_step_is_timed_after_one() {
+        // MobileNet V2's fourth block: its stride-2 depthwise step reads 56 rows.
+        let text = r#"Network(name: "n", input: Image(channels: 24, height: 56, width: 56), body: [
+            Conv(name: "expand", out: 144, kernel: 1, act: Relu6),
+            Conv(out: 144, kernel: 3, stride: 2, padding: 1, groups: 144, act: Relu6),
+            Conv(name: "project", out: 32, kernel: 1), Conv(name: "last", out: 16, kernel: 1)])"#;
+        let graph =
+            ir::from_ron_str(text, "n.ron", &ir::BuildOptions { batch: 1, overrides: vec![] }).unwrap();
+        let graph = passes::optimize(&graph, &ir::Weights::seeded(&graph, 0), passes::Level::O2, None).graph;
+        let conv = |name: &str| graph.node_ids().find(|&id| graph.node(id).name == name).expect(name);
+        for (name, writer_banded) in [("project", true), ("last", false)] {
+            let alone = alone(&graph, conv(name));
+            let written = alone.node_ids().find(|&n| alone.node(n).name == "written").unwrap();
+            assert!(crate::kernels::window::banded(&alone, written) == writer_banded, "{name}");
+            let input = alone.shape(alone.operands(written)[0]).dims()[2];
+            assert_eq!(input, if writer_banded { 56 } else { 28 }, "{name}");
+        }
     }
 
     #[test]

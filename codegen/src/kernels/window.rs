@@ -63,6 +63,23 @@ pub(crate) fn banded(graph: &ir::Graph, id: NodeId) -> bool {
     graph.shape(graph.operands(id)[0]).dims()[2] >= BANDED_ROWS
 }
 
+/// Whether node `id`'s input is written by a window step that bands its planes on several
+/// threads (see [`banded`]), through the epilogues fused into that step: on two threads each
+/// thread then holds the rows of one band of every channel, not whole channels.
+pub(crate) fn banded_writer(graph: &ir::Graph, id: NodeId) -> bool {
+    let mut writer = graph.operands(id)[0].node;
+    while graph.node(writer).epilogue {
+        writer = graph.operands(writer)[0].node;
+    }
+    let channels = |id| graph.shape(graph.operands(id)[0]).channels();
+    let window = match &graph.node(writer).op {
+        Op::Conv(conv) => depthwise(conv, channels(writer)),
+        Op::MaxPool(_) | Op::AvgPool(_) => true,
+        _ => false,
+    };
+    window && banded(graph, writer)
+}
+
 /// Whether the windows of `at` take their stride-2 columns from aligned vectors of the input
 /// row split into its even and odd columns (one permute each, shared by the row's taps, and a
 /// third for a tap one column left): a window tap per output lane, where the column stride
