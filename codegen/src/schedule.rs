@@ -131,17 +131,18 @@ impl Schedule {
 
     /// What convolution `id` of `graph` takes without a measurement when its step runs on
     /// several threads: the reduction split between them ([`Sweep::SplitK`]) for a 1x1
-    /// convolution of [`SPLIT_MACS`] or more in a step of its own that reduces more channels
-    /// than it outputs on planes up to 28x28 (MobileNet V2's projections; not after a step
-    /// that splits its planes into bands of rows, `window::banded`: 0.97x its one-thread
-    /// time there), or whose weights stay in L2 on planes up to 16x16 (ShuffleNet V2's 14x14
-    /// and 7x7 layers); else [`Schedule::default_for`]. Split
-    /// over two cores by pixels, each reads half its input from the other core's cache (see
-    /// `kernels::split_k`). Timed alone on two threads on an AVX-512 Xeon against the
-    /// one-thread defaults: MobileNet V2's nine such projections 0.65-0.95 of their time,
-    /// ShuffleNet V2's 116, 232 and 244-channel layers 0.81-0.90; the layers left to the
-    /// one-thread default measured no faster split (28x28 layers that keep their width
-    /// 1.0-1.3, 56x56 projections 1.6-1.8, 488 to 1024 channels 0.98-1.28).
+    /// convolution of [`SPLIT_MACS`] or more in a step of its own that either projects (more
+    /// input channels than output) on a plane up to 28x28 (MobileNet V2's projections), or
+    /// whose weights fit L2 on a plane up to 16x16 (ShuffleNet V2's 14x14 and 7x7 layers);
+    /// else [`Schedule::default_for`]. Split by pixels between two cores, such a product reads
+    /// half its input from the other core's cache (see `kernels::split_k`). Timed alone on two
+    /// threads on an AVX-512 Xeon against the one-thread defaults: MobileNet V2's nine such
+    /// projections 0.65-0.95 of their time, ShuffleNet V2's 116, 232 and 244-channel layers
+    /// 0.81-0.90. Left to the one-thread default, no faster split: 28x28 layers that keep
+    /// their width (1.0-1.3), 56x56 projections (1.6-1.8), 488 to 1024 channels (0.98-1.28),
+    /// and a projection after a step that bands its planes (`window::banded_writer`), whose
+    /// halves were written on both cores (MobileNet V2's 144 to 32 at 28x28 split: 0.0437 ms
+    /// on two threads, 0.0426 on one).
     pub fn default_parallel(graph: &Graph, id: NodeId, isa: Isa) -> Schedule {
         let serial = Schedule::default_for(graph, id, isa);
         let Op::Conv(conv) = &graph.node(id).op else { return serial };

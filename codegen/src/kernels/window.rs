@@ -53,11 +53,11 @@ pub fn depthwise(conv: &ir::Conv, channels: usize) -> bool {
 /// channel, from the rows of its input that the step before it wrote on the same thread (a
 /// stem, a pool or a matrix product splits its pixels in order), for the step after it to
 /// read there again; split by channels, each thread read half its input from the other core.
-/// MobileNet V2 on two threads, paired: 0.988 (output rows from 56); from 56 input rows
-/// (also the stride-2 step to 28x28), untuned 0.992 more, ShuffleNet V2 1.0x 0.989. Not on
-/// one thread, where the rows each band adds to a fused expansion (those that both bands'
-/// windows read) cost 0.6-1.1%; nor on smaller planes, where those rows cost more and the
-/// steps after a fused expansion split their reduction by the channels it wrote
+/// MobileNet V2 on two threads, paired: 0.988-0.990 with bands from 56 output rows, and
+/// 0.992 more from 56 input rows, which adds the stride-2 steps to 28x28 (ShuffleNet V2
+/// 1.0x: 0.989). Not on one thread, where the rows each band adds to a fused expansion (those
+/// that both bands' windows read) cost 0.6-1.1%; nor on smaller planes, where those rows cost
+/// more and the steps after a fused expansion split their reduction by the channels it wrote
 /// (`Sweep::SplitK`): from 28 rows, 1.012.
 pub(crate) fn banded(graph: &ir::Graph, id: NodeId) -> bool {
     graph.shape(graph.operands(id)[0]).dims()[2] >= BANDED_ROWS
