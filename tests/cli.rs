@@ -342,8 +342,15 @@ fn tune_writes_the_cache_that_bench_and_compile_read() {
     // A second tuning (one thread) records the same kernels again, leaving the two-thread
     // entries; a choice it keeps from the first is at most KEEP_WITHIN slower than its
     // fastest, so than the default.
-    let again = archc(&["tune", net, "--rounds", "1", "--threads", "1", "--schedules", cache_arg]);
+    let again = archc(&["tune", net, "--rounds", "1", "--threads", "1", "--all", "--schedules", cache_arg]);
     assert!(again.status.success(), "{}", stderr(&again));
+    // `--all`: every candidate's median under its convolution (two or more each), the default
+    // first, at 1.00x of itself.
+    let listed = stdout(&again);
+    let kernels = entries.len() / 2;
+    assert!(listed.lines().filter(|l| l.starts_with("  tile ")).count() >= 2 * kernels, "{listed}");
+    let first = listed.lines().skip_while(|l| !l.starts_with("conv 1x")).nth(1);
+    assert!(first.is_some_and(|l| l.starts_with("  tile ") && l.ends_with(" 1.00x")), "{listed}");
     let rewritten: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     let kernels = |v: &serde_json::Value| {
         let mut k: Vec<String> = v["entries"]

@@ -25,6 +25,9 @@ pub struct Args {
     /// Turns in which every candidate of a convolution is timed once more.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
+    /// Print every candidate's median under its convolution, not only the choice.
+    #[arg(long)]
+    all: bool,
 }
 
 /// Runs `archc tune`.
@@ -49,7 +52,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             rounds: args.rounds as usize,
             ..codegen::tune::Options::default()
         };
-        tune_on(&graph, &opt.graph, &target, &options, &mut cache)?;
+        tune_on(&graph, &opt.graph, &target, &options, args.all, &mut cache)?;
         // Written after each count: minutes of timing survive an interrupted later one.
         cache.save(&path).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -58,12 +61,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Tunes `optimized` (the network `graph` after its passes) on `options.threads` threads,
-/// prints a table of the choices and records them in `cache`.
+/// prints a table of the choices (with `all`, every candidate's median under each) and records
+/// them in `cache`.
 fn tune_on(
     graph: &ir::Graph,
     optimized: &ir::Graph,
     target: &codegen::Target,
     options: &codegen::tune::Options,
+    all: bool,
     cache: &mut codegen::schedule::Cache,
 ) -> anyhow::Result<()> {
     let mut err = std::io::stderr();
@@ -91,17 +96,24 @@ fn tune_on(
         chosen_ms += ms;
         writeln!(
             out,
-            "{:<56} {:>10.4} {:>10.4} {:>6.2}x  tile {}x{}, {:?} sweep{}{}",
+            "{:<56} {:>10.4} {:>10.4} {:>6.2}x  {}{}",
             t.kernel,
             t.default_ms(),
             ms,
             t.default_ms() / ms,
-            choice.tile[0],
-            choice.tile[1],
-            choice.sweep,
-            if choice.winograd { "" } else { ", no winograd" },
+            describe(&choice),
             if choice == t.best().0 { "" } else { &kept_note },
         )?;
+        for (candidate, ms) in t.times.iter().filter(|_| all) {
+            writeln!(
+                out,
+                "  {:<54} {:>10.4} {:>10} {:>6.2}x",
+                describe(candidate),
+                ms,
+                "",
+                t.default_ms() / ms
+            )?;
+        }
         cache.record(codegen::schedule::Entry {
             cpu: cpu.clone(),
             kernel: t.kernel.clone(),
@@ -120,4 +132,10 @@ fn tune_on(
         options.threads,
     )?;
     Ok(())
+}
+
+/// A schedule as the table names it: `tile 9x3, Streamed sweep[, no winograd]`.
+fn describe(s: &codegen::schedule::Schedule) -> String {
+    let winograd = if s.winograd { "" } else { ", no winograd" };
+    format!("tile {}x{}, {:?} sweep{winograd}", s.tile[0], s.tile[1], s.sweep)
 }
