@@ -514,12 +514,11 @@ impl<'a> Lowering<'a> {
         };
         // The step's window node, if any: the depthwise convolution fused after a 1x1, or the
         // node itself.
-        let cin = |id| graph.shape(graph.operands(id)[0]).channels();
-        let window = group.window.as_ref().map(|(dw, _)| *dw).or(match &node.op {
-            Op::Conv(conv) if crate::kernels::window::depthwise(conv, cin(id)) => Some(id),
-            Op::MaxPool(_) | Op::AvgPool(_) => Some(id),
-            _ => None,
-        });
+        let window = group
+            .window
+            .as_ref()
+            .map(|(dw, _)| *dw)
+            .or(crate::kernels::window::is_window(graph, id).then_some(id));
         let variants = matches!(node.op, Op::Conv(_))
             && self.schedules.get_parallel(graph, id, self.isa).is_some()
             || window.is_some_and(|w| crate::kernels::window::banded(graph, w));

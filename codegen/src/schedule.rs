@@ -312,7 +312,7 @@ impl Schedules {
     /// threads, which there would only cost compile time (ShuffleNet V2 1.0x compiles in
     /// 3.7-3.9 s with them, 2.7-3.1 without).
     pub fn one_thread(&self) -> Schedules {
-        Schedules { parallel: BTreeMap::new(), several_threads: false, ..self.clone() }
+        Schedules { several_threads: false, ..self.clone() }
     }
 
     /// `schedule` as these kernels may compute it.

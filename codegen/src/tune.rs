@@ -221,14 +221,12 @@ const READER: &str = "reader";
 fn window_reader(graph: &Graph, id: ir::NodeId) -> Option<Op> {
     graph.users(id).into_iter().find_map(|(user, _, _)| {
         let node = graph.node(user);
-        match &node.op {
-            Op::MaxPool(_) | Op::AvgPool(_) => Some(node.op.clone()),
-            Op::Conv(conv) => {
-                crate::kernels::window::depthwise(conv, graph.shape(Value { node: id, port: 0 }).channels())
-                    .then(|| node.op.clone())
-            }
-            _ if node.epilogue => window_reader(graph, user),
-            _ => None,
+        if crate::kernels::window::is_window(graph, user) {
+            Some(node.op.clone())
+        } else if node.epilogue {
+            window_reader(graph, user)
+        } else {
+            None
         }
     })
 }

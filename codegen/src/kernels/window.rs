@@ -46,6 +46,15 @@ pub fn depthwise(conv: &ir::Conv, channels: usize) -> bool {
     conv.groups == channels && conv.out_channels == channels
 }
 
+/// Whether node `id` of `graph` is computed by a window step: a depthwise convolution or a pool.
+pub(crate) fn is_window(graph: &ir::Graph, id: NodeId) -> bool {
+    match &graph.node(id).op {
+        Op::Conv(conv) => depthwise(conv, graph.shape(graph.operands(id)[0]).channels()),
+        Op::MaxPool(_) | Op::AvgPool(_) => true,
+        _ => false,
+    }
+}
+
 /// Whether window node `id` of `graph` (a depthwise convolution or a pool) splits each plane
 /// into two bands of rows when its step runs on several threads: where its input has
 /// [`BANDED_ROWS`] rows or more. Its tasks then run band by band (see
@@ -71,13 +80,7 @@ pub(crate) fn banded_writer(graph: &ir::Graph, id: NodeId) -> bool {
     while graph.node(writer).epilogue {
         writer = graph.operands(writer)[0].node;
     }
-    let channels = |id| graph.shape(graph.operands(id)[0]).channels();
-    let window = match &graph.node(writer).op {
-        Op::Conv(conv) => depthwise(conv, channels(writer)),
-        Op::MaxPool(_) | Op::AvgPool(_) => true,
-        _ => false,
-    };
-    window && banded(graph, writer)
+    is_window(graph, writer) && banded(graph, writer)
 }
 
 /// Whether the windows of `at` take their stride-2 columns from aligned vectors of the input
