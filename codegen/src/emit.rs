@@ -498,6 +498,11 @@ pub fn intrinsics(lanes: usize) -> String {
         writeln!(out, "declare void @llvm.masked.store.v{l}f32.p0(<{l} x float>, ptr, i32, <{l} x i1>)")
             .expect("writing to a String");
     }
+    let l = lanes;
+    writeln!(out, "declare <{l} x float> @llvm.masked.gather.v{l}f32.v{l}p0(<{l} x ptr>, i32, <{l} x i1>, <{l} x float>)")
+        .expect("writing to a String");
+    writeln!(out, "declare void @llvm.masked.scatter.v{l}f32.v{l}p0(<{l} x float>, <{l} x ptr>, i32, <{l} x i1>)")
+        .expect("writing to a String");
     out
 }
 

@@ -11,6 +11,7 @@ mod epilogue;
 pub mod gpu;
 mod huge;
 mod kernels;
+mod layout;
 mod lower;
 mod reload;
 mod runtime;

@@ -9,7 +9,7 @@
 //! pre-packed into the layouts the kernels read. Heavy kernels split their work into tasks
 //! that the runtime's thread pool runs (`archc_parallel_for`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use ir::{Graph, NodeId, Op, Value, Weights};
@@ -20,6 +20,7 @@ use crate::emit::{self, Function};
 use crate::epilogue::{Chain, Step};
 use crate::kernels::classifier;
 use crate::kernels::expand_window::fusable_window;
+use crate::layout::Blocking;
 use crate::schedule::{self, Schedule, Schedules};
 use crate::target::Isa;
 
@@ -83,7 +84,8 @@ pub fn lower(
 ) -> Result<Lowered, Error> {
     // Inference kernels address every plane through the plan, so a network's planes can be
     // padded; training kernels read some buffers as flat arrays.
-    let groups = kernel_groups(graph, plan, true);
+    let blocking = crate::layout::choose(graph, plan, isa);
+    let groups = kernel_groups(graph, plan, Some(&blocking.kernels));
     let mut padded = plan.clone();
     // A fused depthwise convolution writes its output at its 1x1 convolution's step, and
     // reads the 1x1's from scratch.
@@ -100,6 +102,7 @@ pub fn lower(
     let plan = &padded;
     let mut l = Lowering::new(graph, weights, plan, isa, symbol);
     l.schedules = schedules;
+    l.blocking = blocking;
     let inputs = input_values(graph);
     let read_only = |(user, _, _): &(NodeId, usize, usize)| {
         matches!(graph.node(*user).op, Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_) | Op::Linear { .. })
@@ -151,11 +154,11 @@ pub(crate) struct Group {
 /// The network's kernels in schedule order: each node that computes something (not an input,
 /// a view, or an epilogue fused into an earlier node). With `fuse` (CPU kernels), a 1x1
 /// convolution takes the pool and linear layer it feeds, or the depthwise convolution that
-/// alone reads it, into its step.
-pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, fuse: bool) -> Vec<Group> {
+/// alone reads it, into its step, unless `fuse` has it among the channel-blocked kernels.
+pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, fuse: Option<&BTreeSet<NodeId>>) -> Vec<Group> {
     let position: BTreeMap<NodeId, usize> =
         plan.schedule.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let mut fused = std::collections::BTreeSet::new();
+    let mut fused = BTreeSet::new();
     let mut groups = Vec::new();
     for &id in &plan.schedule {
         let node = graph.node(id);
@@ -167,6 +170,8 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, fuse: bool) -> Vec<Group
             _ => Chain::default(),
         };
         let mut members = chain.nodes.clone();
+        let blocked = fuse.is_some_and(|blocked| blocked.contains(&id));
+        let fuse = fuse.is_some() && !blocked;
         let classifier = fuse.then(|| classifier::tail(graph, id, &chain)).flatten().map(|(pool, linear)| {
             let linear_chain = Chain::after(graph, linear, &|n| position[&n]);
             members.extend([pool, linear].iter().chain(&linear_chain.nodes));
@@ -236,7 +241,9 @@ pub(crate) struct Lowering<'a> {
     /// Bytes after the memory plan's buffers that kernels use for scratch within one step.
     scratch_bytes: usize,
     /// The input, when kernels read it from the caller's array (`%in`, NCHW) instead of a copy.
-    external_input: Option<Value>,
+    pub(crate) external_input: Option<Value>,
+    /// The channel-blocked kernels and values.
+    pub(crate) blocking: Blocking,
 }
 
 /// Task counts are rounded up to a multiple of this, so that two or four threads claiming
@@ -307,6 +314,7 @@ impl<'a> Lowering<'a> {
             names: 0,
             scratch_bytes: 0,
             external_input: None,
+            blocking: Blocking::default(),
         }
     }
 
@@ -497,6 +505,13 @@ impl<'a> Lowering<'a> {
     /// Emits the kernel of `group` (a node, its fused epilogues and nodes) into step body `f`.
     fn kernel(&mut self, f: &mut Function, group: &Group) -> Result<(), Error> {
         let (id, chain) = (group.id, &group.chain);
+        if self.blocking.kernels.contains(&id) {
+            match crate::kernels::window::is_window(self.graph, id) {
+                true => self.blocked_window(f, id, chain),
+                false => self.blocked_pointwise(f, id, chain),
+            }
+            return Ok(());
+        }
         if let Some((linear, linear_chain)) = &group.classifier {
             self.classifier(f, id, chain, *linear, linear_chain);
             return Ok(());

@@ -107,7 +107,7 @@ impl<'a> Kernels<'a> {
     fn network(&mut self) -> Result<(), Error> {
         let graph = self.l.graph;
         self.external(&input_values(graph), "%in", true);
-        for group in crate::lower::kernel_groups(graph, self.l.plan, false) {
+        for group in crate::lower::kernel_groups(graph, self.l.plan, None) {
             self.writes = Some(group.chain.output(group.id));
             self.node(group.info, group.id, &group.chain)?;
         }

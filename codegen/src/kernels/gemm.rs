@@ -46,7 +46,7 @@ pub(crate) fn pointwise(conv: &ir::Conv) -> bool {
 
 /// Packs the `rows x k` row-major matrix `w` into micro-tiles of `tile_rows` rows:
 /// `[tile][k][tile_rows]`, zero-padded.
-fn pack(w: &[f32], rows: usize, k: usize, tile_rows: usize) -> Vec<f32> {
+pub(crate) fn pack(w: &[f32], rows: usize, k: usize, tile_rows: usize) -> Vec<f32> {
     let tiles = rows.div_ceil(tile_rows);
     let mut packed = vec![0.0; tiles * k * tile_rows];
     for r in 0..rows {
