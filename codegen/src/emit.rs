@@ -196,6 +196,15 @@ impl Function {
         )
     }
 
+    /// `value`, an `i64`, in every lane of a `lanes`-wide vector.
+    pub fn splat_i64(&mut self, value: &str, lanes: usize) -> String {
+        let one = self.let_("one", format!("insertelement <{lanes} x i64> poison, i64 {value}, i64 0"));
+        self.let_(
+            "splat",
+            format!("shufflevector <{lanes} x i64> {one}, <{lanes} x i64> poison, <{lanes} x i32> zeroinitializer"),
+        )
+    }
+
     /// Loads a value of type `ty` from `ptr + index` floats; lanes where `mask` is false are
     /// not read and come out zero.
     pub fn load_ty(&mut self, ty: Ty, ptr: &str, index: &str, mask: Option<&str>) -> String {

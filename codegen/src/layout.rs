@@ -20,8 +20,8 @@ use crate::epilogue::Chain;
 use crate::kernels::{classifier, gemm, window};
 use crate::target::Isa;
 
-/// Output pixels up to which a convolution is computed channel-blocked: 14x14.
-const BLOCKED_PIXELS: usize = 196;
+/// Output pixels up to which a convolution is computed channel-blocked.
+const BLOCKED_PIXELS: usize = 784;
 
 /// The channel-blocked part of a network.
 #[derive(Clone, Debug, Default)]
@@ -68,7 +68,7 @@ pub(crate) fn choose(graph: &Graph, plan: &Plan, isa: Isa) -> Blocking {
             if input && classifier::tail(graph, id, &chain).is_none() && chain.residual.is_none_or(whole) {
                 pointwise.insert(id, chain);
             }
-        } else if blocked_window(conv, c, graph.shape(out).dims()[3]) && chain.residual.is_none() {
+        } else if blocked_window(conv, c) && chain.residual.is_none() {
             windows.insert(id, chain);
         }
     }
@@ -97,17 +97,15 @@ pub(crate) fn choose(graph: &Graph, plan: &Plan, isa: Isa) -> Blocking {
     }
 }
 
-/// Whether depthwise convolution `conv` over `channels` channels, `width` output pixels wide,
-/// has a channel-blocked kernel: 3x3 windows with padding 1, stride 1 or 2, rows of at most a
-/// register file's worth of output vectors.
-fn blocked_window(conv: &ir::Conv, channels: usize, width: usize) -> bool {
+/// Whether depthwise convolution `conv` over `channels` channels has a channel-blocked
+/// kernel: 3x3 windows with padding 1, stride 1 or 2.
+fn blocked_window(conv: &ir::Conv, channels: usize) -> bool {
     window::depthwise(conv, channels)
         && conv.kernel == [3, 3]
         && conv.padding == [1, 1]
         && conv.dilation == [1, 1]
         && conv.stride[0] == conv.stride[1]
         && conv.stride[0] <= 2
-        && width <= 16
 }
 
 /// The outputs of the candidate kernels that every reader can read blocked: a candidate 1x1

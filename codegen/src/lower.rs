@@ -236,6 +236,8 @@ pub(crate) struct Lowering<'a> {
     functions: String,
     /// The GEMM micro-kernels by what they are defined for.
     pub tiles: BTreeMap<TileKey, String>,
+    /// The channel-blocked 1x1 tile functions by what they are defined for.
+    pub(crate) blocked_tiles: BTreeMap<crate::kernels::blocked::BlockedTileKey, String>,
     steps: Vec<StepInfo>,
     names: usize,
     /// Bytes after the memory plan's buffers that kernels use for scratch within one step.
@@ -310,6 +312,7 @@ impl<'a> Lowering<'a> {
             blob: Vec::new(),
             functions: String::new(),
             tiles: BTreeMap::new(),
+            blocked_tiles: BTreeMap::new(),
             steps: Vec::new(),
             names: 0,
             scratch_bytes: 0,

@@ -69,12 +69,14 @@ impl Tuned {
     }
 }
 
-/// The distinct convolutions of `graph` that have more than one candidate schedule on
-/// `target`, one node each, by kernel key.
+/// The distinct convolutions of `graph` (optimized) that have more than one candidate
+/// schedule on `target`, one node each, by kernel key; the channel-blocked ones (see
+/// `layout`) have none.
 pub fn tunable(graph: &Graph, target: &Target) -> Vec<(String, ir::NodeId)> {
+    let blocking = crate::layout::choose(graph, &passes::plan::plan(graph, true), target.isa());
     let mut found: Vec<(String, ir::NodeId)> = Vec::new();
     for id in graph.node_ids() {
-        if Schedule::candidates(graph, id, target.isa(), 1).len() < 2 {
+        if blocking.kernels.contains(&id) || Schedule::candidates(graph, id, target.isa(), 1).len() < 2 {
             continue;
         }
         if let Some(key) = kernel_key(graph, id).filter(|key| found.iter().all(|(k, _)| k != key)) {

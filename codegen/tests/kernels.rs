@@ -155,6 +155,26 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ),
     ("global_avg_pool_narrow", [5, 3, 1], "GlobalAvgPool"),
     ("global_avg_pool_whole_vectors", [3, 4, 4], "Relu, GlobalAvgPool"),
+    // Channel-blocked from the first 1x1 (planes in, blocks out) through a residual block and
+    // a stride-2 depthwise convolution, back to planes for the classifier; 14x14 pixels in tiles
+    // of 14, 7x7 in three of 14 and one of 7.
+    (
+        "blocked",
+        [16, 14, 14],
+        r#"Conv(out: 32, kernel: 1, bn: true), Alias(name: "x"),
+           Conv(out: 96, kernel: 1, bn: true, act: Relu6), Conv(out: 96, kernel: 3, groups: 96, bn: true, act: Relu6),
+           Conv(name: "p", out: 32, kernel: 1, bn: true), Add(["x", "p"]),
+           Conv(out: 64, kernel: 1, act: Relu6), Conv(out: 64, kernel: 3, stride: 2, groups: 64, act: Relu6),
+           Conv(out: 48, kernel: 1), Relu, GlobalAvgPool, Linear(out: 10)"#,
+    ),
+    // Channel-blocked with 20 input channels in planes (a block and 4 left), 45 pixels (a tail
+    // of 3), stride 2 to 3x5, and the output written back to planes.
+    (
+        "blocked_odd",
+        [20, 5, 9],
+        "Conv(out: 32, kernel: 1, act: Relu), Conv(out: 32, kernel: 3, groups: 32, bias: true), \
+         Conv(out: 32, kernel: 3, stride: 2, groups: 32, act: Relu6), Conv(out: 48, kernel: 1, bias: true)",
+    ),
     // Planes of 512 bytes and more are padded to an odd number of cache lines: 17x19 floats.
     (
         "padded_planes",
@@ -350,6 +370,39 @@ fn banded_window_steps_match_eval_on_any_thread_count() {
         codegen::CompiledModel::compile_tuned(&target, &opt.graph, &opt.weights, &opt.plan, 0, &s).unwrap();
     for (seed, threads) in [2, 1, 3, 2].into_iter().enumerate() {
         let input = random_input(&[2, 6, 59, 37], seed as u64 + 5);
+        let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+        model.set_threads(threads);
+        let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+        let err = out.relative_error(&expected[0]);
+        assert!(err < 1e-4, "on {threads} threads: {err}");
+    }
+}
+
+/// MobileNet V2's 14x14 and 7x7 blocks run channel-blocked (`nChw16c`) on AVX-512: 1x1 tiles
+/// reading planes or blocks, depthwise windows on blocks, planes again where a classifier
+/// reads them. Whatever the thread count, they equal `ir::eval`.
+#[test]
+fn channel_blocked_steps_match_eval_on_any_thread_count() {
+    let target = codegen::Target::host();
+    if target.isa().lanes != 16 {
+        return;
+    }
+    let &(name, shape, body) = CASES.iter().find(|(name, _, _)| *name == "blocked").unwrap();
+    let (graph, weights, _, _) = case(name, shape, body);
+    let opt = passes::optimize(&graph, &weights, Level::O2, None);
+    let s = codegen::schedule::Schedules::default();
+    let lowered = codegen::lower(&opt.graph, &opt.weights, &opt.plan, target.isa(), &s, "b").unwrap();
+    let ops: Vec<&str> = lowered.steps.iter().map(|s| s.op.as_str()).collect();
+    // Four 1x1 convolutions in blocked tiles (the classifier's keeps its own kernel), each
+    // depthwise convolution a step of its own; the last expansion writes planes, for the
+    // depthwise step that the classifier reads after it.
+    assert_eq!(lowered.ir.matches("define internal void @b_blocked_tile").count(), 4, "{ops:?}");
+    assert_eq!(ops.iter().filter(|op| op.starts_with("conv+relu6") && !op.contains("+conv")).count(), 4, "{ops:?}");
+    assert!(lowered.ir.contains("@llvm.masked.scatter"), "planes written for the classifier");
+    let mut model =
+        codegen::CompiledModel::compile_tuned(&target, &opt.graph, &opt.weights, &opt.plan, 0, &s).unwrap();
+    for (seed, threads) in [1, 2, 3, 1].into_iter().enumerate() {
+        let input = random_input(&[2, shape[0], shape[1], shape[2]], seed as u64 + 11);
         let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
         model.set_threads(threads);
         let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));

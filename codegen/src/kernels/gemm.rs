@@ -1019,7 +1019,7 @@ pub(crate) enum Stream {
 }
 
 /// Prefetches the weights `WEIGHTS_AHEAD` bytes past float `a` of a micro-kernel's `%a`.
-fn prefetch_weights(f: &mut Function, a: &str) {
+pub(crate) fn prefetch_weights(f: &mut Function, a: &str) {
     let ahead = f.int("mul", a, 4);
     let ahead = f.int("add", &ahead, WEIGHTS_AHEAD);
     f.prefetch("%a", &ahead);

@@ -1,6 +1,6 @@
 //! The kernels a step can run, each an `impl Lowering` block that writes LLVM IR.
 
-mod blocked;
+pub(crate) mod blocked;
 pub(crate) mod classifier;
 pub mod direct;
 pub mod elementwise;
