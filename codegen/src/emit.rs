@@ -201,7 +201,9 @@ impl Function {
         let one = self.let_("one", format!("insertelement <{lanes} x i64> poison, i64 {value}, i64 0"));
         self.let_(
             "splat",
-            format!("shufflevector <{lanes} x i64> {one}, <{lanes} x i64> poison, <{lanes} x i32> zeroinitializer"),
+            format!(
+                "shufflevector <{lanes} x i64> {one}, <{lanes} x i64> poison, <{lanes} x i32> zeroinitializer"
+            ),
         )
     }
 
@@ -510,8 +512,11 @@ pub fn intrinsics(lanes: usize) -> String {
     let l = lanes;
     writeln!(out, "declare <{l} x float> @llvm.masked.gather.v{l}f32.v{l}p0(<{l} x ptr>, i32, <{l} x i1>, <{l} x float>)")
         .expect("writing to a String");
-    writeln!(out, "declare void @llvm.masked.scatter.v{l}f32.v{l}p0(<{l} x float>, <{l} x ptr>, i32, <{l} x i1>)")
-        .expect("writing to a String");
+    writeln!(
+        out,
+        "declare void @llvm.masked.scatter.v{l}f32.v{l}p0(<{l} x float>, <{l} x ptr>, i32, <{l} x i1>)"
+    )
+    .expect("writing to a String");
     out
 }
 

@@ -117,10 +117,8 @@ fn blocked_values(
     windows: &BTreeMap<NodeId, Chain>,
 ) -> BTreeSet<Value> {
     let chains = || pointwise.iter().chain(windows.iter());
-    let mut values: BTreeSet<Value> = chains()
-        .map(|(&id, chain)| chain.output(id))
-        .filter(|v| !graph.outputs().contains(v))
-        .collect();
+    let mut values: BTreeSet<Value> =
+        chains().map(|(&id, chain)| chain.output(id)).filter(|v| !graph.outputs().contains(v)).collect();
     loop {
         let residual_of = |user: NodeId| {
             chains()

@@ -170,15 +170,23 @@ pub(crate) fn kernel_groups(graph: &Graph, plan: &Plan, fuse: Option<&BTreeSet<N
             _ => Chain::default(),
         };
         let mut members = chain.nodes.clone();
-        let blocked = fuse.is_some_and(|blocked| blocked.contains(&id));
-        let fuse = fuse.is_some() && !blocked;
+        // A blocked 1x1 convolution fuses only with a blocked depthwise one, and no residual.
+        let blocked = fuse.filter(|blocked| blocked.contains(&id));
+        let fuse_window = fuse.is_some()
+            && blocked.is_none_or(|blocked| {
+                chain.residual.is_none() && {
+                    crate::kernels::expand_window::window_after(graph, id)
+                        .is_some_and(|dw| blocked.contains(&dw))
+                }
+            });
+        let fuse = fuse.is_some() && blocked.is_none();
         let classifier = fuse.then(|| classifier::tail(graph, id, &chain)).flatten().map(|(pool, linear)| {
             let linear_chain = Chain::after(graph, linear, &|n| position[&n]);
             members.extend([pool, linear].iter().chain(&linear_chain.nodes));
             (linear, linear_chain)
         });
         // The depthwise step moves up to the 1x1's place: its residual must be ready there.
-        let window = fuse
+        let window = fuse_window
             .then(|| fusable_window(graph, id, chain.output(id)))
             .flatten()
             .filter(|dw| !plan.views.contains(dw))
@@ -509,9 +517,12 @@ impl<'a> Lowering<'a> {
     fn kernel(&mut self, f: &mut Function, group: &Group) -> Result<(), Error> {
         let (id, chain) = (group.id, &group.chain);
         if self.blocking.kernels.contains(&id) {
-            match crate::kernels::window::is_window(self.graph, id) {
-                true => self.blocked_window(f, id, chain),
-                false => self.blocked_pointwise(f, id, chain),
+            match &group.window {
+                Some(window) => self.blocked_expand_window(f, id, chain, window),
+                None if crate::kernels::window::is_window(self.graph, id) => {
+                    self.blocked_window(f, id, chain)
+                }
+                None => self.blocked_pointwise(f, id, chain),
             }
             return Ok(());
         }

@@ -1,6 +1,7 @@
 //! The kernels a step can run, each an `impl Lowering` block that writes LLVM IR.
 
 pub(crate) mod blocked;
+mod blocked_window;
 pub(crate) mod classifier;
 pub mod direct;
 pub mod elementwise;
