@@ -48,21 +48,7 @@ impl Lowering<'_> {
         let graph = self.graph;
         let pr = self.product(id, chain);
         let (rows, lanes) = (pr.rows, pr.lanes);
-        let Op::Linear { out_features, bias } = graph.node(linear).op else { unreachable!("a linear layer") };
-        // The linear weights transposed, one row of `width` floats per feature, zero rows past
-        // the last feature for a tile's spare rows: copies of the parameters, which reloadable
-        // models refresh in place (the pool's 1 / pixels scales the pooled sums instead).
-        let width = out_features.next_multiple_of(lanes);
-        let w = self.param(graph.node(linear), "weight");
-        let mut transposed = vec![0.0; (pr.m.next_multiple_of(rows) + rows) * width];
-        for (j, row) in w.chunks(pr.m).enumerate() {
-            for (c, &x) in row.iter().enumerate() {
-                transposed[c * width + j] = x;
-            }
-        }
-        let wt = self.push(&transposed);
-        let linear_bias = if bias { self.param(graph.node(linear), "bias") } else { vec![0.0; out_features] };
-        let linear_bias = self.push(&linear_bias);
+        let (wt, width, linear_bias) = self.linear_slices(linear, pr.m.next_multiple_of(rows), rows);
         let x = graph.operands(id)[0];
         let out = chain.output(id);
         let cols = pr.cols();
@@ -81,7 +67,6 @@ impl Lowering<'_> {
         let share = slice_bytes.div_ceil(full_tiles);
         let step = share.div_ceil(pr.k);
         let tiles = self.tiles(&chain.steps, &pr, Some(cols), gemm::Stream::Far);
-        let ty = Ty::Vector(lanes);
         self.parallel(f, pr.batch * chunks, |l, f| {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
@@ -121,25 +106,53 @@ impl Lowering<'_> {
                         f.splat(&sum, lanes)
                     })
                     .collect();
-                let first_row = f.int("mul", &m0, width);
-                let first_row = f.int("add", &first_row, wt);
-                f.count(width / lanes, |f, v| {
-                    let at = f.int("mul", v, lanes);
-                    let mut acc = f.load_ty(ty, &part, &at, None);
-                    for (r, g) in pooled.iter().enumerate() {
-                        let w_at = f.int("add", &first_row, r * width);
-                        let w_at = f.int("add", &w_at, &at);
-                        let wv = f.load_ty(ty, "%w", &w_at, None);
-                        acc = f.fma(ty, &wv, g, &acc);
-                    }
-                    f.store_ty(ty, &acc, &part, &at, None);
-                });
+                add_pooled(f, &part, &pooled, (&m0, wt, width), lanes);
             });
         });
-        // The tasks' partial sums, added in vectors into each item's first, then with the
-        // bias and the linear layer's epilogues into the outputs.
+        self.classifier_outputs(f, (linear, linear_chain), pr.batch, chunks, [partials, width, linear_bias]);
+    }
+
+    /// The linear layer `linear`'s weights transposed into the blob, one row of `width` floats
+    /// (the features rounded up to a vector) per input feature, zero rows past the `m` features
+    /// for a tile's spare rows and `rows` more (a prefetch of the slice after the last tile's):
+    /// copies of the parameters, which reloadable models refresh in place (the pool's
+    /// `1 / pixels` scales the pooled sums instead). Returns their blob offset, `width`, and
+    /// the blob offset of the bias.
+    fn linear_slices(&mut self, linear: NodeId, m: usize, rows: usize) -> (usize, usize, usize) {
+        let node = self.graph.node(linear);
+        let Op::Linear { out_features, bias } = node.op else { unreachable!("a linear layer") };
+        let width = out_features.next_multiple_of(self.isa.lanes);
+        let w = self.param(node, "weight");
+        let features = w.len() / out_features;
+        let mut transposed = vec![0.0; (m + rows) * width];
+        for (j, row) in w.chunks(features).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                transposed[c * width + j] = x;
+            }
+        }
+        let wt = self.push(&transposed);
+        let linear_bias = if bias { self.param(node, "bias") } else { vec![0.0; out_features] };
+        (wt, width, self.push(&linear_bias))
+    }
+
+    /// Adds the tasks' partial sums of the linear layer (`chunks` per item, `width` floats
+    /// each, from arena byte `partials`), in vectors, into each item's first, then writes them
+    /// with the bias (blob offset `linear_bias`) and the linear layer's epilogues as its output.
+    fn classifier_outputs(
+        &mut self,
+        f: &mut Function,
+        (linear, linear_chain): (NodeId, &Chain),
+        batch: usize,
+        chunks: usize,
+        [partials, width, linear_bias]: [usize; 3],
+    ) {
+        let Op::Linear { out_features, .. } = self.graph.node(linear).op else {
+            unreachable!("a linear layer")
+        };
+        let lanes = self.isa.lanes;
+        let ty = Ty::Vector(lanes);
         let y = linear_chain.output(linear);
-        f.count(pr.batch, |f, n| {
+        f.count(batch, |f, n| {
             let first = f.int("mul", n, chunks * width * 4);
             let first = f.int("add", &first, partials);
             let sums = f.let_("sums", format!("getelementptr inbounds i8, ptr %arena, i64 {first}"));
@@ -167,4 +180,30 @@ impl Lowering<'_> {
             });
         });
     }
+}
+
+/// Multiplies the pooled features of a tile (`pooled`, one splat of `lanes` per row, from
+/// feature `m0`, a register) into the task's partial sums `part` of the linear layer, whose
+/// transposed weights start at blob offset `wt`, rows of `width` floats.
+fn add_pooled(
+    f: &mut Function,
+    part: &str,
+    pooled: &[String],
+    (m0, wt, width): (&str, usize, usize),
+    lanes: usize,
+) {
+    let ty = Ty::Vector(lanes);
+    let first_row = f.int("mul", m0, width);
+    let first_row = f.int("add", &first_row, wt);
+    f.count(width / lanes, |f, v| {
+        let at = f.int("mul", v, lanes);
+        let mut acc = f.load_ty(ty, part, &at, None);
+        for (r, g) in pooled.iter().enumerate() {
+            let w_at = f.int("add", &first_row, r * width);
+            let w_at = f.int("add", &w_at, &at);
+            let wv = f.load_ty(ty, "%w", &w_at, None);
+            acc = f.fma(ty, &wv, g, &acc);
+        }
+        f.store_ty(ty, &acc, part, &at, None);
+    });
 }
