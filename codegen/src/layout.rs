@@ -51,6 +51,8 @@ pub(crate) fn choose(graph: &Graph, plan: &Plan, isa: Isa) -> Blocking {
     let whole = |v: Value| matches!(plan.placements.get(&v), Some(Placement::Whole(_)));
     let mut pointwise = BTreeMap::new();
     let mut windows = BTreeMap::new();
+    // Classifier tails (`kernels::classifier`) whose convolution reads blocks as well.
+    let mut classifiers = BTreeSet::new();
     for &id in &plan.schedule {
         if plan.views.contains(&id) || graph.node(id).epilogue {
             continue;
@@ -65,15 +67,21 @@ pub(crate) fn choose(graph: &Graph, plan: &Plan, isa: Isa) -> Blocking {
         if gemm::pointwise(conv) && conv.groups == 1 {
             // Its operands are addressed as whole buffers (or the caller's input).
             let input = whole(graph.operands(id)[0]);
-            if input && classifier::tail(graph, id, &chain).is_none() && chain.residual.is_none_or(whole) {
-                pointwise.insert(id, chain);
+            match classifier::tail(graph, id, &chain) {
+                Some(_) if input => {
+                    classifiers.insert(id);
+                }
+                None if input && chain.residual.is_none_or(whole) => {
+                    pointwise.insert(id, chain);
+                }
+                _ => {}
             }
         } else if blocked_window(conv, c) && chain.residual.is_none() {
             windows.insert(id, chain);
         }
     }
     loop {
-        let values = blocked_values(graph, &pointwise, &windows);
+        let values = blocked_values(graph, &pointwise, &windows, &classifiers);
         // A depthwise kernel reads and writes blocks only.
         let planar: Vec<NodeId> = windows
             .iter()
@@ -109,12 +117,14 @@ fn blocked_window(conv: &ir::Conv, channels: usize) -> bool {
 }
 
 /// The outputs of the candidate kernels that every reader can read blocked: a candidate 1x1
-/// convolution (any operand layout), a candidate depthwise one, or the residual add of a
-/// candidate whose own output is blocked (a residual is read where the output is written).
+/// convolution (any operand layout), a candidate depthwise one, a classifier tail's, or the
+/// residual add of a candidate whose own output is blocked (a residual is read where the
+/// output is written).
 fn blocked_values(
     graph: &Graph,
     pointwise: &BTreeMap<NodeId, Chain>,
     windows: &BTreeMap<NodeId, Chain>,
+    classifiers: &BTreeSet<NodeId>,
 ) -> BTreeSet<Value> {
     let chains = || pointwise.iter().chain(windows.iter());
     let mut values: BTreeSet<Value> =
@@ -129,7 +139,10 @@ fn blocked_values(
         let readable = |v: &Value| {
             graph.users(v.node).iter().all(|&(user, slot, port)| {
                 port != v.port
-                    || (slot == 0 && (pointwise.contains_key(&user) || windows.contains_key(&user)))
+                    || (slot == 0
+                        && (pointwise.contains_key(&user)
+                            || windows.contains_key(&user)
+                            || classifiers.contains(&user)))
                     || residual_of(user).is_some_and(|out| values.contains(&out))
             })
         };

@@ -156,8 +156,8 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
     ("global_avg_pool_narrow", [5, 3, 1], "GlobalAvgPool"),
     ("global_avg_pool_whole_vectors", [3, 4, 4], "Relu, GlobalAvgPool"),
     // Channel-blocked from the first 1x1 (planes in, blocks out) through a residual block and
-    // a stride-2 depthwise convolution, back to planes for the classifier; 14x14 pixels in tiles
-    // of 14, 7x7 in three of 14 and one of 7.
+    // a stride-2 depthwise convolution into the classifier; 14x14 pixels in tiles of 14, 7x7
+    // in three of 14 and one of 7.
     (
         "blocked",
         [16, 14, 14],
@@ -378,45 +378,53 @@ fn banded_window_steps_match_eval_on_any_thread_count() {
     }
 }
 
-/// MobileNet V2's 14x14 and 7x7 blocks run channel-blocked (`nChw16c`) on AVX-512: 1x1 tiles
-/// reading planes or blocks, depthwise windows on blocks, planes again where a classifier
-/// reads them. Whatever the thread count, they equal `ir::eval`.
+/// MobileNet V2's blocks at 28x28 and below run channel-blocked (`nChw16c`) on AVX-512: 1x1
+/// tiles reading planes or blocks, depthwise windows on blocks (fused after an expansion), a
+/// classifier reading blocks, planes written by scatter where a reader needs them. Whatever
+/// the thread count, they equal `ir::eval`.
 #[test]
 fn channel_blocked_steps_match_eval_on_any_thread_count() {
     let target = codegen::Target::host();
     if target.isa().lanes != 16 {
         return;
     }
-    let &(name, shape, body) = CASES.iter().find(|(name, _, _)| *name == "blocked").unwrap();
-    let (graph, weights, _, _) = case(name, shape, body);
-    let opt = passes::optimize(&graph, &weights, Level::O2, None);
     let s = codegen::schedule::Schedules::default();
-    let lowered = codegen::lower(&opt.graph, &opt.weights, &opt.plan, target.isa(), &s, "b").unwrap();
-    let ops: Vec<&str> = lowered.steps.iter().map(|s| s.op.as_str()).collect();
-    // The first 1x1 reads planes; the expansion and the depthwise convolution reading it share
-    // a step; the stride-2 depthwise convolution, whose output the classifier (its own
-    // kernel) reads as planes, runs on planes, and the expansion before it writes them.
-    let expected = [
-        "conv",
-        "conv+relu6+conv+relu6",
-        "conv+add",
-        "conv+relu6",
-        "conv+relu6",
-        "conv+relu+global_avg_pool+linear",
-        "copy",
+    // The steps of each case, and whether a step writes planes from blocks.
+    let expected: [(&str, &[&str], bool); 2] = [
+        (
+            "blocked",
+            &[
+                "conv",
+                "conv+relu6+conv+relu6",
+                "conv+add",
+                "conv+relu6+conv+relu6",
+                "conv+relu+global_avg_pool+linear",
+                "copy",
+            ],
+            false,
+        ),
+        ("blocked_odd", &["conv+relu+conv", "conv+relu6", "conv", "copy"], true),
     ];
-    assert_eq!(ops, expected);
-    assert_eq!(lowered.ir.matches("define internal void @b_blocked_tile").count(), 4, "{ops:?}");
-    assert!(lowered.ir.contains("@llvm.masked.scatter"), "planes written for the classifier");
-    let mut model =
-        codegen::CompiledModel::compile_tuned(&target, &opt.graph, &opt.weights, &opt.plan, 0, &s).unwrap();
-    for (seed, threads) in [1, 2, 3, 1].into_iter().enumerate() {
-        let input = random_input(&[2, shape[0], shape[1], shape[2]], seed as u64 + 11);
-        let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
-        model.set_threads(threads);
-        let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
-        let err = out.relative_error(&expected[0]);
-        assert!(err < 1e-4, "on {threads} threads: {err}");
+    for (name, steps, scatters) in expected {
+        let &(_, shape, body) = CASES.iter().find(|case| case.0 == name).unwrap();
+        let (graph, weights, _, _) = case(name, shape, body);
+        let opt = passes::optimize(&graph, &weights, Level::O2, None);
+        let lowered = codegen::lower(&opt.graph, &opt.weights, &opt.plan, target.isa(), &s, "b").unwrap();
+        let ops: Vec<&str> = lowered.steps.iter().map(|s| s.op.as_str()).collect();
+        assert_eq!(ops, steps, "{name}");
+        assert!(lowered.ir.contains("@b_blocked_tile"), "{name}");
+        assert_eq!(lowered.ir.contains("call void @llvm.masked.scatter"), scatters, "{name}");
+        let mut model =
+            codegen::CompiledModel::compile_tuned(&target, &opt.graph, &opt.weights, &opt.plan, 0, &s)
+                .unwrap();
+        for (seed, threads) in [1, 2, 3, 1].into_iter().enumerate() {
+            let input = random_input(&[2, shape[0], shape[1], shape[2]], seed as u64 + 11);
+            let expected = ir::eval::eval(&graph, &weights, std::slice::from_ref(&input)).unwrap();
+            model.set_threads(threads);
+            let out = ir::Tensor::new(&expected[0].shape, model.run(&input.data));
+            let err = out.relative_error(&expected[0]);
+            assert!(err < 1e-4, "{name} on {threads} threads: {err}");
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct BlockedProduct {
     /// The tile functions for full pixel tiles and for the last, shorter one.
     wide: String,
     tail: Option<String>,
+    /// Whether they prefetch a far stream.
+    far: bool,
 }
 
 impl BlockedProduct {
@@ -77,7 +79,10 @@ impl BlockedProduct {
         [mt, pt]: [&str; 2],
         [x_at, out_at, res_at]: [&str; 3],
         out_plane: usize,
+        prefetch: Option<(&str, usize)>,
     ) {
+        assert_eq!(prefetch.is_some(), self.far, "a far prefetch where the tiles take one");
+        let far = prefetch.map(|(pf, step)| format!(", ptr {pf}, i64 {step}")).unwrap_or_default();
         let a_at = f.int("mul", mt, self.rows * self.k);
         let a_at = f.int("add", &a_at, self.a);
         let a_at = f.float_at("%w", &a_at);
@@ -88,7 +93,7 @@ impl BlockedProduct {
         let call = |f: &mut Function, name: &str| {
             f.line(format!(
                 "call void {name}(ptr {x_at}, ptr {a_at}, ptr {b_at}, ptr {out_at}, ptr {res_at}, \
-                 i64 {k}, i64 {x_plane}, i64 {out_plane})"
+                 i64 {k}, i64 {x_plane}, i64 {out_plane}{far})"
             ))
         };
         match &self.tail {
@@ -104,8 +109,9 @@ impl BlockedProduct {
 }
 
 /// What a blocked 1x1 tile function is defined for: its epilogue steps, `vectors` by
-/// `pixels`, and whether its input and its output (and residual) are blocked or planes.
-pub(crate) type BlockedTileKey = (Vec<Step>, usize, usize, bool, bool);
+/// `pixels`, whether its input and its output (and residual) are blocked or planes, and
+/// whether it prefetches a far stream into L2 as it goes (a classifier's linear weights).
+pub(crate) type BlockedTileKey = (Vec<Step>, usize, usize, bool, bool, bool);
 
 impl Lowering<'_> {
     /// The bytes from one channel plane of `v` to the next, for a value the blocked kernels
@@ -121,8 +127,14 @@ impl Lowering<'_> {
     }
 
     /// Packs the weights and bias of 1x1 convolution `id` (epilogues `chain`) into the blob
-    /// and defines its tile functions, for an output blocked (`out_blocks`) or in planes.
-    pub(crate) fn blocked_product(&mut self, id: NodeId, chain: &Chain, out_blocks: bool) -> BlockedProduct {
+    /// and defines its tile functions, for an output blocked (`out_blocks`) or in planes, with
+    /// a `far` prefetch or not.
+    pub(crate) fn blocked_product(
+        &mut self,
+        id: NodeId,
+        chain: &Chain,
+        [out_blocks, far]: [bool; 2],
+    ) -> BlockedProduct {
         let graph = self.graph;
         let node = graph.node(id);
         let Op::Conv(conv) = &node.op else { unreachable!("a convolution") };
@@ -137,7 +149,7 @@ impl Lowering<'_> {
         let (a, bias) = (self.push(&pack(&w, m, k, rows)), self.push(&bias));
         let x_blocks = self.blocking.blocked(x);
         let mut tile =
-            |pixels| self.blocked_tile((chain.steps.clone(), vectors, pixels, x_blocks, out_blocks));
+            |pixels| self.blocked_tile((chain.steps.clone(), vectors, pixels, x_blocks, out_blocks, far));
         let wide = tile(pixels);
         let tail = (p % pixels != 0).then(|| tile(p % pixels));
         BlockedProduct {
@@ -154,6 +166,7 @@ impl Lowering<'_> {
             x_plane: self.plane_bytes(x),
             wide,
             tail,
+            far,
         }
     }
 
@@ -162,7 +175,7 @@ impl Lowering<'_> {
     pub(crate) fn blocked_pointwise(&mut self, f: &mut Function, id: NodeId, chain: &Chain) {
         let out = chain.output(id);
         let out_blocks = self.blocking.blocked(out);
-        let pr = self.blocked_product(id, chain, out_blocks);
+        let pr = self.blocked_product(id, chain, [out_blocks, false]);
         let out_plane = self.plane_bytes(out);
         if let Some(r) = chain.residual {
             let same = self.blocking.blocked(r) == out_blocks && self.plane_bytes(r) == out_plane;
@@ -195,7 +208,7 @@ impl Lowering<'_> {
                     None => "null".to_string(),
                 };
                 let x_at = pr.input(l, f, &n, &pt);
-                pr.call(f, [&mt, &pt], [&x_at, &out_at, &res_at], out_plane);
+                pr.call(f, [&mt, &pt], [&x_at, &out_at, &res_at], out_plane, None);
             });
         });
     }
@@ -213,7 +226,7 @@ impl Lowering<'_> {
         if let Some(name) = self.blocked_tiles.get(&key) {
             return name.clone();
         }
-        let (steps, vectors, pixels, x_blocks, out_blocks) = key.clone();
+        let (steps, vectors, pixels, x_blocks, out_blocks, far) = key.clone();
         let name = self.global_name("blocked_tile");
         let lanes = self.isa.lanes;
         let ty = Ty::Vector(lanes);
@@ -225,9 +238,13 @@ impl Lowering<'_> {
         let acc: Vec<Vec<String>> =
             (0..pixels).map(|_| biases.iter().map(|b| f.slot(ty, b)).collect()).collect();
         let in_pixel = if x_blocks { lanes * 4 } else { 4 };
-        // One step of the reduction: the input channel whose tile pixels start at `row`, with
-        // weights from float `a` of the tile's.
-        let step = |f: &mut Function, row: &str, a: &str| {
+        // One step of the reduction: input channel `c`, whose tile pixels start at `row`.
+        let step = |f: &mut Function, row: &str, c: &str| {
+            if far {
+                let at = f.int("mul", c, "%pf_step");
+                f.prefetch_l2("%pf", &at);
+            }
+            let a = &f.int("mul", c, rows);
             let ws: Vec<String> = (0..vectors)
                 .map(|v| {
                     let at = f.int("add", a, v * lanes);
@@ -262,9 +279,8 @@ impl Lowering<'_> {
                     let lane = f.int("add", &lane, l);
                     let c = f.int("mul", b, lanes);
                     let c = f.int("add", &c, &lane);
-                    let a = f.int("mul", &c, rows);
                     let row = row_of(f, &block, &lane);
-                    step(f, &row, &a);
+                    step(f, &row, &c);
                 }
             });
         });
@@ -274,9 +290,8 @@ impl Lowering<'_> {
         let block = f.let_("block", format!("getelementptr inbounds i8, ptr %x, i64 {at}"));
         f.count(&left, |f, lane| {
             let c = f.int("add", &done, lane);
-            let a = f.int("mul", &c, rows);
             let row = row_of(f, &block, lane);
-            step(f, &row, &a);
+            step(f, &row, &c);
         });
         // Lane `i` of an output vector in planes is plane `i` of its block.
         let lane_offsets = (!out_blocks).then(|| {
@@ -299,7 +314,8 @@ impl Lowering<'_> {
         }
         self.define(&f.finish(&format!(
             "define internal void {name}(ptr noalias %x, ptr noalias %a, ptr noalias %bias, ptr noalias %out, \
-             ptr noalias %res, i64 %k, i64 %x_plane, i64 %out_plane)"
+             ptr noalias %res, i64 %k, i64 %x_plane, i64 %out_plane{})",
+            if far { ", ptr %pf, i64 %pf_step" } else { "" }
         )));
         self.blocked_tiles.insert(key, name.clone());
         name

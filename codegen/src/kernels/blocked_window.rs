@@ -106,7 +106,7 @@ impl Lowering<'_> {
     ) {
         let (dw, dw_chain) = (window.0, &window.1);
         let lanes = self.isa.lanes;
-        let pr = self.blocked_product(id, chain, true);
+        let pr = self.blocked_product(id, chain, [true, false]);
         let windows = self.blocked_windows(dw, dw_chain);
         let out = dw_chain.output(dw);
         let (m_tiles, p_tiles) = (pr.m / pr.rows, pr.p.div_ceil(pr.pixels));
@@ -124,7 +124,7 @@ impl Lowering<'_> {
                     let x_at = pr.input(l, f, &n, pt);
                     let at = f.int("mul", pt, pr.pixels * lanes * 4);
                     let out_at = f.let_("at", format!("getelementptr inbounds i8, ptr {scratch}, i64 {at}"));
-                    pr.call(f, [&mt, pt], [&x_at, &out_at, "null"], plane);
+                    pr.call(f, [&mt, pt], [&x_at, &out_at, "null"], plane, None);
                 });
                 // A loop, not unrolled: one copy of the windows' code per step.
                 f.count(pr.rows / lanes, |f, v| {

@@ -36,7 +36,8 @@ pub(crate) fn tail(graph: &Graph, id: NodeId, chain: &Chain) -> Option<(NodeId, 
 
 impl Lowering<'_> {
     /// Convolution `id` (epilogues `chain`), the global average pool of its output and linear
-    /// layer `linear` (epilogues `linear_chain`) on it.
+    /// layer `linear` (epilogues `linear_chain`) on it; from blocks where `layout` keeps the
+    /// input channel-blocked.
     pub(crate) fn classifier(
         &mut self,
         f: &mut Function,
@@ -46,6 +47,9 @@ impl Lowering<'_> {
         linear_chain: &Chain,
     ) {
         let graph = self.graph;
+        if self.blocking.blocked(graph.operands(id)[0]) {
+            return self.blocked_classifier(f, id, chain, (linear, linear_chain));
+        }
         let pr = self.product(id, chain);
         let (rows, lanes) = (pr.rows, pr.lanes);
         let (wt, width, linear_bias) = self.linear_slices(linear, pr.m.next_multiple_of(rows), rows);
@@ -71,17 +75,11 @@ impl Lowering<'_> {
             let chunk = f.int("urem", "%t", chunks);
             let n = f.int("udiv", "%t", chunks);
             let outputs = Outputs::new(l, f, &gemm::Operand::Planes(out), chain, "0", &pr, &n);
-            let part = f.int("mul", "%t", width * 4);
-            let part = f.int("add", &part, partials);
-            let part = f.let_("part", format!("getelementptr inbounds i8, ptr %arena, i64 {part}"));
-            f.fill(&part, 0, width, "0.0");
+            let part = partial_sums(f, partials, width);
             let (first, count) = task_items(f, &chunk, chunks, m_tiles);
             f.count(&count, |f, i| {
                 let mt = f.int("add", &first, i);
-                let next = f.int("add", &mt, 1);
-                let next = f.int("mul", &next, rows * width);
-                let next = f.int("add", &next, wt);
-                let next = f.float_at("%w", &next);
+                let next = next_slice(f, &mt, rows, (wt, width));
                 f.count(p_tiles, |f, pt| {
                     let (p0, p_valid) = pr.pixel_tile(f, pt);
                     let panel = gemm::packed_panel(f, &pr, panels, p_tiles, &n, pt);
@@ -110,6 +108,72 @@ impl Lowering<'_> {
             });
         });
         self.classifier_outputs(f, (linear, linear_chain), pr.batch, chunks, [partials, width, linear_bias]);
+    }
+
+    /// [`Lowering::classifier`] on a channel-blocked input (see `layout`): each task's
+    /// convolution tiles write one channel tile of every pixel into its thread's scratch, in
+    /// blocks, whose pixels then sum a vector of channels at a time. The layer before it then
+    /// writes blocks, not planes by scatter: MobileNet V2 paired against the planes kernel
+    /// after the scatter, 0.996 on one thread and 0.992 on two.
+    fn blocked_classifier(&mut self, f: &mut Function, id: NodeId, chain: &Chain, linear: (NodeId, &Chain)) {
+        let lanes = self.isa.lanes;
+        let ty = Ty::Vector(lanes);
+        let pr = self.blocked_product(id, chain, [true, true]);
+        let rows = pr.rows;
+        let (wt, width, linear_bias) = self.linear_slices(linear.0, pr.m, rows);
+        let (m_tiles, p_tiles) = (pr.m / rows, pr.p.div_ceil(pr.pixels));
+        let chunks = task_count(m_tiles, TASK_MACS / (rows * pr.p * pr.k));
+        let partials = self.scratch_arena(pr.batch * chunks * width * 4);
+        // The scratch's blocks are `p` pixels long: its planes `p * 4` bytes apart.
+        let plane = pr.p * 4;
+        // A tile's slice of the transposed weights, prefetched over the pixel tiles of the tile
+        // before it: each call a share, a little further at each step of k.
+        let share = (rows * width * 4).div_ceil(p_tiles);
+        let step = share.div_ceil(pr.k);
+        self.parallel(f, pr.batch * chunks, |l, f| {
+            let chunk = f.int("urem", "%t", chunks);
+            let n = f.int("udiv", "%t", chunks);
+            let part = partial_sums(f, partials, width);
+            let scratch = f.let_("mid", format!("call ptr @archc_scratch(i64 {})", rows * plane));
+            let (first, count) = task_items(f, &chunk, chunks, m_tiles);
+            f.count(&count, |f, i| {
+                let mt = f.int("add", &first, i);
+                let next = next_slice(f, &mt, rows, (wt, width));
+                f.count(p_tiles, |f, pt| {
+                    let x_at = pr.input(l, f, &n, pt);
+                    let at = f.int("mul", pt, pr.pixels * lanes * 4);
+                    let out_at = f.let_("at", format!("getelementptr inbounds i8, ptr {scratch}, i64 {at}"));
+                    let ahead = f.int("mul", pt, share);
+                    let ahead = f.let_("pf", format!("getelementptr i8, ptr {next}, i64 {ahead}"));
+                    pr.call(f, [&mt, pt], [&x_at, &out_at, "null"], plane, Some((&ahead, step)));
+                });
+                // Each block's pixels summed (still in L1), a row of the tile per lane.
+                let mean = ty.constant(1.0 / pr.p as f32);
+                let pooled: Vec<String> = (0..rows / lanes)
+                    .flat_map(|v| {
+                        let sum = f.slot(ty, "zeroinitializer");
+                        f.count(pr.p, |f, j| {
+                            let at = f.int("mul", j, lanes);
+                            let at = f.int("add", &at, v * lanes * pr.p);
+                            let x = f.load_ty(ty, &scratch, &at, None);
+                            f.add_vector(ty, &sum, &x);
+                        });
+                        let sum = f.let_("g", format!("load {}, ptr {sum}", ty.name()));
+                        let sum = f.let_("g", format!("fmul {} {sum}, {mean}", ty.name()));
+                        (0..lanes)
+                            .map(|lane| {
+                                let g =
+                                    f.let_("g", format!("extractelement {} {sum}, i64 {lane}", ty.name()));
+                                f.splat(&g, lanes)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let m0 = f.int("mul", &mt, rows);
+                add_pooled(f, &part, &pooled, (&m0, wt, width), lanes);
+            });
+        });
+        self.classifier_outputs(f, linear, pr.batch, chunks, [partials, width, linear_bias]);
     }
 
     /// The linear layer `linear`'s weights transposed into the blob, one row of `width` floats
@@ -206,4 +270,23 @@ fn add_pooled(
         }
         f.store_ty(ty, &acc, part, &at, None);
     });
+}
+
+/// Task `%t`'s partial sums of the linear layer, `width` floats from arena byte `partials`
+/// on, zeroed.
+fn partial_sums(f: &mut Function, partials: usize, width: usize) -> String {
+    let part = f.int("mul", "%t", width * 4);
+    let part = f.int("add", &part, partials);
+    let part = f.let_("part", format!("getelementptr inbounds i8, ptr %arena, i64 {part}"));
+    f.fill(&part, 0, width, "0.0");
+    part
+}
+
+/// The address of the slice of the transposed linear weights (from blob offset `wt`, rows of
+/// `width` floats) that the channel tile after tile `mt` (of `rows` rows) multiplies.
+fn next_slice(f: &mut Function, mt: &str, rows: usize, (wt, width): (usize, usize)) -> String {
+    let next = f.int("add", mt, 1);
+    let next = f.int("mul", &next, rows * width);
+    let next = f.int("add", &next, wt);
+    f.float_at("%w", &next)
 }
