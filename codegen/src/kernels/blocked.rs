@@ -11,8 +11,8 @@ use ir::{NodeId, Op, Value};
 
 use crate::emit::{Function, Ty, lane_mask};
 use crate::epilogue::{self, Chain, Step};
-use crate::kernels::gemm::{pack, prefetch_weights};
-use crate::lower::{Lowering, planes, task_count, task_items};
+use crate::kernels::gemm::{balanced_bounds, pack, prefetch_weights, task_tiles};
+use crate::lower::{Lowering, planes, task_count};
 
 /// Multiply-adds a task should hold at least.
 const TASK_MACS: usize = 1 << 18;
@@ -185,8 +185,12 @@ impl Lowering<'_> {
         let (m_tiles, p_tiles) = (pr.m / pr.rows, pr.p.div_ceil(pr.pixels));
         let tiles = pr.batch * p_tiles * m_tiles;
         let tasks = task_count(tiles, TASK_MACS / (pr.rows * pr.pixels * pr.k));
+        // Tasks share the tiles by their pixels: a 7x7 plane's last tile has 7 of 14.
+        let bounds =
+            balanced_bounds(tasks, tiles, |t| pr.pixels.min(pr.p - t / m_tiles % p_tiles * pr.pixels))
+                .map(|b| self.index_table(&b));
         self.parallel(f, tasks, |l, f| {
-            let (first, count) = task_items(f, "%t", tasks, tiles);
+            let (first, count) = task_tiles(f, bounds.as_deref(), "%t", tasks, tiles);
             f.count(&count, |f, i| {
                 // Channel tiles innermost: the pixel tile's inputs stay in L1 while the weights
                 // stream from L2.

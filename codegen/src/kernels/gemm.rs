@@ -407,16 +407,7 @@ impl Lowering<'_> {
             let outputs = Outputs::new(l, f, &out, chain, &group, &pr, &n);
             let panel_at = (panel.is_some() && !packs)
                 .then(|| f.let_("panel", format!("call ptr @archc_scratch(i64 {})", pr.k * cols * 4)));
-            let (first_tile, count) = match &bounds {
-                Some(table) => {
-                    let first = f.table_entry(table, chunks + 1, &chunk);
-                    let next = f.int("add", &chunk, 1);
-                    let end = f.table_entry(table, chunks + 1, &next);
-                    let count = f.int("sub", &end, &first);
-                    (first, count)
-                }
-                None => task_items(f, &chunk, chunks, tiles),
-            };
+            let (first_tile, count) = task_tiles(f, bounds.as_deref(), &chunk, chunks, tiles);
             f.count(&count, |f, i| {
                 let t = f.int("add", &first_tile, i);
                 let (pt, mt) = match pr.sweep {
@@ -1165,12 +1156,37 @@ fn tile_cost(pixels: usize, rows: usize, lanes: usize) -> usize {
     }
 }
 
+/// The first tile and the count of tiles (registers) of task `task` among `tasks` sharing
+/// `tiles` tiles: from the table of [`balanced_bounds`] where there is one, else evenly.
+pub(crate) fn task_tiles(
+    f: &mut Function,
+    bounds: Option<&str>,
+    task: &str,
+    tasks: usize,
+    tiles: usize,
+) -> (String, String) {
+    match bounds {
+        Some(table) => {
+            let first = f.table_entry(table, tasks + 1, task);
+            let next = f.int("add", task, 1);
+            let end = f.table_entry(table, tasks + 1, &next);
+            let count = f.int("sub", &end, &first);
+            (first, count)
+        }
+        None => task_items(f, task, tasks, tiles),
+    }
+}
+
 /// The first tile of each of `tasks` tasks sharing `tiles` tiles of cost `cost(t)`, and
 /// `tiles` last, so that each task's cost is within a tile of an even share; `None` when every tile costs
 /// the same (then [`task_items`] shares them by count). A pixel tail otherwise falls into the
 /// last tasks, cheap ones: MobileNet V2's 14x14 expansions (seven pixel tiles, the last of 4
 /// pixels) left one of two threads idle for a tenth of the step.
-fn balanced_bounds(tasks: usize, tiles: usize, cost: impl Fn(usize) -> usize) -> Option<Vec<usize>> {
+pub(crate) fn balanced_bounds(
+    tasks: usize,
+    tiles: usize,
+    cost: impl Fn(usize) -> usize,
+) -> Option<Vec<usize>> {
     let costs: Vec<usize> = (0..tiles).map(cost).collect();
     if costs.windows(2).all(|w| w[0] == w[1]) {
         return None;
