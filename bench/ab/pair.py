@@ -11,6 +11,11 @@ build's time in the same round: the paired ratio, steadier than a ratio of media
 NAME is the network's name (the library is DIR/libNAME.so, its entry point NAME_run). With
 more than one thread, each library's idle workers spin for a while after its run and take
 cycles from the next: `--gap` sleeps between runs (0.5 ms outlasts the spin).
+
+A run after another build's starts with that build's data and code in the caches. `--burst N`
+runs each build N times in a row instead and times the median of the last N - 2, its own data
+and code warm, as the peers' benchmark times every engine: the two can disagree (session 26,
+a build with 200 KB of layer-specialized tiles: 1.061 alternating, faster in bursts).
 """
 
 import argparse
@@ -30,6 +35,7 @@ def main():
     p.add_argument("--runs", type=int, default=300, help="timed runs of each build")
     p.add_argument("--warmup", type=int, default=20, help="untimed rounds first")
     p.add_argument("--gap", type=float, default=0.0, help="seconds to sleep before each run")
+    p.add_argument("--burst", type=int, default=1, help="runs in a row per build and round (3 or more)")
     args = p.parse_args()
 
     runs = builds.load(args.name, args.dirs, args.threads)
@@ -45,11 +51,13 @@ def main():
             run = runs[i]
             if args.gap:
                 time.sleep(args.gap)
-            start = time.perf_counter()
-            run(x.ctypes.data, outputs[i].ctypes.data)
-            elapsed = (time.perf_counter() - start) * 1e3
+            burst = []
+            for _ in range(args.burst):
+                start = time.perf_counter()
+                run(x.ctypes.data, outputs[i].ctypes.data)
+                burst.append((time.perf_counter() - start) * 1e3)
             if r >= args.warmup:
-                times[i].append(elapsed)
+                times[i].append(statistics.median(burst[2:]) if args.burst > 2 else burst[-1])
     for folder, t in zip(args.dirs, times):
         paired = statistics.median(a / b for a, b in zip(t, times[0]))
         print(f"{folder}: median {statistics.median(t):.3f} ms, min {min(t):.3f} ms, paired ratio {paired:.3f}")

@@ -183,4 +183,14 @@ mod tests {
             Conv(out: 20, kernel: 1, bias: true), GlobalAvgPool, Linear(out: 7)])"#;
         reloaded_weights_match_eval(text, 2);
     }
+
+    /// Channel-blocked kernels (AVX-512) repack their weights by blocks of channels, and the
+    /// blocked classifier transposes the linear weights: copies still, refreshed with the rest.
+    #[test]
+    fn reloaded_weights_reach_channel_blocked_kernels() {
+        let text = r#"Network(name: "b", input: Image(channels: 16, height: 6, width: 7), body: [
+            Conv(out: 32, kernel: 1, bias: true, act: Relu6), Conv(out: 32, kernel: 3, groups: 32, bias: true),
+            Conv(out: 16, kernel: 1), Conv(out: 48, kernel: 1, bias: true), GlobalAvgPool, Linear(out: 5)])"#;
+        reloaded_weights_match_eval(text, 2);
+    }
 }
