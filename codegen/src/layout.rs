@@ -17,7 +17,7 @@ use ir::{Graph, NodeId, Op, Value};
 use passes::plan::{Placement, Plan};
 
 use crate::epilogue::Chain;
-use crate::kernels::{classifier, gemm, window};
+use crate::kernels::{classifier, expand_window, gemm, window};
 use crate::target::Isa;
 
 /// Output pixels up to which a convolution is computed channel-blocked.
@@ -61,7 +61,12 @@ pub(crate) fn choose(graph: &Graph, plan: &Plan, isa: Isa) -> Blocking {
         let chain = Chain::after(graph, id, &|n| position[&n]);
         let out = chain.output(id);
         let (c, pixels) = crate::lower::planes(graph.shape(out));
-        if c % isa.lanes != 0 || pixels > BLOCKED_PIXELS || !whole(out) {
+        // An expansion that shares its step with the depthwise convolution after it writes
+        // only scratch: the depthwise output's plane counts (a stride-2 one from 56x56).
+        let window = expand_window::window_after(graph, id);
+        let step_pixels =
+            window.map_or(pixels, |dw| crate::lower::planes(graph.shape(Value { node: dw, port: 0 })).1);
+        if c % isa.lanes != 0 || step_pixels > BLOCKED_PIXELS || !whole(out) {
             continue;
         }
         if gemm::pointwise(conv) && conv.groups == 1 {

@@ -175,6 +175,14 @@ const CASES: &[(&str, [usize; 3], &str)] = &[
         "Conv(out: 32, kernel: 1, act: Relu), Conv(out: 32, kernel: 3, groups: 32, bias: true), \
          Conv(out: 32, kernel: 3, stride: 2, groups: 32, act: Relu6), Conv(out: 48, kernel: 1, bias: true)",
     ),
+    // An expansion over 900 pixels in blocks, fused with the stride-2 depthwise convolution
+    // that brings them to 225 (MobileNet V2's features.4 from 56x56 to 28x28).
+    (
+        "blocked_wide_expansion",
+        [24, 30, 30],
+        "Conv(out: 48, kernel: 1, bn: true, act: Relu6), Conv(out: 48, kernel: 3, stride: 2, groups: 48, bn: true, act: Relu6), \
+         Conv(out: 32, kernel: 1, bn: true)",
+    ),
     // Planes of 512 bytes and more are padded to an odd number of cache lines: 17x19 floats.
     (
         "padded_planes",
@@ -390,7 +398,7 @@ fn channel_blocked_steps_match_eval_on_any_thread_count() {
     }
     let s = codegen::schedule::Schedules::default();
     // The steps of each case, and whether a step writes planes from blocks.
-    let expected: [(&str, &[&str], bool); 2] = [
+    let expected: [(&str, &[&str], bool); 3] = [
         (
             "blocked",
             &[
@@ -404,6 +412,7 @@ fn channel_blocked_steps_match_eval_on_any_thread_count() {
             false,
         ),
         ("blocked_odd", &["conv+relu+conv", "conv+relu6", "conv", "copy"], true),
+        ("blocked_wide_expansion", &["conv+relu6+conv+relu6", "conv", "copy"], true),
     ];
     for (name, steps, scatters) in expected {
         let &(_, shape, body) = CASES.iter().find(|case| case.0 == name).unwrap();
