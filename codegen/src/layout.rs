@@ -3,13 +3,15 @@
 //! A channel-blocked value (oneDNN's `nChw16c`) stores each block of `lanes` channels pixel
 //! after pixel, one vector of the block's channels per pixel, in the same bytes as the block's
 //! channel planes (block `b` of item `n` starts where plane `b * lanes` does; its pixel `p` is
-//! `p * lanes` floats in). On planes of 14x14 and 7x7 pixels, the vectors of a plane layout
-//! lose lanes to every row or plane tail (a 7x7 plane is three vectors and one pixel), while
-//! blocked tiles and windows use every lane: `kernels::blocked` computes the 1x1 and 3x3
-//! depthwise convolutions there. A value is blocked only where its writer and every reader
-//! are such kernels; a blocked 1x1 convolution reads planes as well as blocks (it broadcasts
-//! single inputs), and writes planes where a reader needs them, so the layout changes at the
-//! region's edges without copies.
+//! `p * lanes` floats in). On planes of 28x28 pixels and less, the vectors of a plane layout
+//! lose lanes to every row or plane tail (a 7x7 plane is three vectors and one pixel, a
+//! 28-wide row one and three quarters), while blocked tiles and windows use every lane:
+//! `kernels::blocked` and `kernels::blocked_window` compute the 1x1 and 3x3 depthwise
+//! convolutions there, and `kernels::classifier` a classifier tail. A value is blocked only
+//! where its writer and every reader are such kernels; a blocked 1x1 convolution reads planes
+//! as well as blocks (it broadcasts single inputs), and writes planes where a reader needs
+//! them, so the layout changes at the region's edges without copies. MobileNet V2, paired
+//! against planes: 0.93 on one thread, 0.95 on two (BENCHMARKS.md, session 26).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +22,8 @@ use crate::epilogue::Chain;
 use crate::kernels::{classifier, expand_window, gemm, window};
 use crate::target::Isa;
 
-/// Output pixels up to which a convolution is computed channel-blocked.
+/// Output pixels of a step up to which its convolution is computed channel-blocked: 28x28.
+/// Larger planes fill their vectors, and MobileNet V2's have 24 channels.
 const BLOCKED_PIXELS: usize = 784;
 
 /// The channel-blocked part of a network.
